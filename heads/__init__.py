@@ -4,6 +4,7 @@ All heads share one interface (`PlanningHead`) and one registry (`build_head`, `
 """
 
 from heads.base import HEADS, PlanningHead, available_heads, build_head, register_head
+from heads.diffusion import DiffusionHead, DiffusionHeadConfig
 from heads.mlp import MLPHead, MLPHeadConfig
 from heads.types import ActionContext, ContextDims, Plan, PlanTarget
 
@@ -11,6 +12,8 @@ __all__ = [
     "HEADS",
     "ActionContext",
     "ContextDims",
+    "DiffusionHead",
+    "DiffusionHeadConfig",
     "MLPHead",
     "MLPHeadConfig",
     "Plan",

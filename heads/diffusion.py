@@ -1,0 +1,161 @@
+"""The diffusion head: the MLP head's coarse plan refined by truncated denoising (paper appendix A.3).
+
+forward: prior = MLPHead(ctx); memory = refiner.encode(ctx); plan = denoiser.sample(prior, memory, g)
+loss:    prior = MLPHead(ctx) (detached unless `differentiable_prior`); x0_hat = network(perturb(prior, t));
+         L1(x0_hat, expert) with the MLP head's waypoint weights, plus `prior_loss_weight` x the prior's
+         own L1 when the prior is trained.
+
+`differentiable_prior=False` (default) freezes the prior: its parameters get requires_grad=False and
+its output is detached. True is the paper's "differentiable" refiner: the refiner loss flows back
+through the prior (and through the context into the action expert when that is trainable).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+
+from automot.checks import check_positive
+from automot.config import build_config
+from heads.base import PlanningHead, register_head
+from heads.mlp import MLPHead, MLPHeadConfig, plan_l1_loss
+from heads.types import ActionContext, ContextDims, Plan, PlanTarget
+from refiner.denoiser import DenoiserConfig, TruncatedDenoiser
+from refiner.model import RefinerConfig, RefinerMemory, TrajectoryRefiner
+
+
+@dataclass
+class DiffusionHeadConfig:
+    prior: MLPHeadConfig = field(default_factory=MLPHeadConfig)
+    refiner: RefinerConfig = field(default_factory=RefinerConfig)
+    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    differentiable_prior: bool = False
+    prior_loss_weight: float = 0.0
+    # Used when forward() gets no generator, so an un-seeded call is still reproducible.
+    default_seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_positive("DiffusionHeadConfig.prior_loss_weight", self.prior_loss_weight, allow_zero=True)
+        if self.prior_loss_weight > 0 and not self.differentiable_prior:
+            raise ValueError(
+                "DiffusionHeadConfig.prior_loss_weight: expected 0 when differentiable_prior=False (a frozen prior "
+                f"cannot learn), got {self.prior_loss_weight}"
+            )
+
+
+@register_head("diffusion")
+class DiffusionHead(PlanningHead):
+    def __init__(
+        self,
+        dims: ContextDims,
+        config: DiffusionHeadConfig | dict | None = None,
+        *,
+        prior: MLPHead | None = None,
+        **overrides,
+    ) -> None:
+        super().__init__()
+        self.dims = dims
+        self.config = c = build_config(DiffusionHeadConfig, config, **overrides)
+        if prior is not None and prior.dims != dims:
+            raise ValueError(f"prior: expected an MLPHead built for {dims}, got one built for {prior.dims}")
+        self.prior = prior if prior is not None else MLPHead(dims, c.prior)
+        self.prior.requires_grad_(c.differentiable_prior)
+        network = TrajectoryRefiner(
+            c.refiner,
+            latent_dim=dims.latent_dim,
+            reasoning_dim=dims.reasoning_dim,
+            ego_state_dim=dims.ego_state_dim,
+            history_len=dims.history_len,
+            history_dim=dims.history_dim,
+            num_waypoints=dims.num_waypoints,
+            num_route=dims.num_route,
+            num_decisions=dims.num_decisions,
+        )
+        self.denoiser = TruncatedDenoiser(network, c.denoiser)
+
+    @classmethod
+    def from_mlp_head(
+        cls, mlp_head: MLPHead, config: DiffusionHeadConfig | dict | None = None, **overrides
+    ) -> DiffusionHead:
+        """Wrap an (already trained) MLP head: it becomes this head's prior, weights shared, not copied."""
+        if not isinstance(mlp_head, MLPHead):
+            raise ValueError(f"mlp_head: expected an MLPHead, got {type(mlp_head).__name__}")
+        config = dataclasses.replace(
+            build_config(DiffusionHeadConfig, config, **overrides), prior=mlp_head.config
+        )
+        return cls(mlp_head.dims, config, prior=mlp_head)
+
+    @property
+    def is_stochastic(self) -> bool:
+        return True
+
+    def _prior(self, ctx: ActionContext) -> Plan:
+        plan = self.prior(ctx)
+        return plan if self.config.differentiable_prior else plan.detach()
+
+    def encode(self, ctx: ActionContext) -> RefinerMemory:
+        return self.denoiser.network.encode(
+            bev_tokens=ctx.bev_tokens,
+            decision_latents=ctx.decision_latents,
+            ego_state=ctx.ego_state,
+            ego_history=ctx.ego_history,
+            plan_latents=ctx.plan_latents,
+            bev_mask=ctx.bev_mask,
+            reasoning_tokens=ctx.reasoning_tokens if self.dims.reasoning_dim > 0 else None,
+            reasoning_mask=ctx.reasoning_mask if self.dims.reasoning_dim > 0 else None,
+        )
+
+    def forward(
+        self,
+        ctx: ActionContext,
+        *,
+        generator: torch.Generator | None = None,
+        num_samples: int | None = None,
+        num_steps: int | None = None,
+        t_start: int | None = None,
+    ) -> Plan:
+        """ctx -> Plan(waypoints (B, Nw, 2), route (B, Nr, 2), samples (B, K, ...), prior (B, ...))."""
+        ctx.validate(self.dims)
+        if generator is None:
+            generator = torch.Generator(device=ctx.plan_latents.device).manual_seed(self.config.default_seed)
+        prior = self.prior(ctx)
+        out = self.denoiser.sample(
+            prior.waypoints,
+            prior.route,
+            self.encode(ctx),
+            generator,
+            num_samples=num_samples,
+            t_start=t_start,
+            num_steps=num_steps,
+        )
+        return Plan(
+            waypoints=out.waypoints,
+            route=out.route,
+            waypoint_samples=out.waypoint_samples,
+            route_samples=out.route_samples,
+            prior_waypoints=prior.waypoints,
+            prior_route=prior.route,
+        )
+
+    def loss(
+        self, ctx: ActionContext, target: PlanTarget, *, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        ctx.validate(self.dims)
+        target.validate(
+            num_waypoints=self.dims.num_waypoints, num_route=self.dims.num_route, batch_size=ctx.batch_size
+        )
+        prior = self._prior(ctx)
+        wp, route = self.denoiser.training_prediction(
+            prior.waypoints, prior.route, self.encode(ctx), generator
+        )
+        weights, pc = self.prior.waypoint_weights, self.prior.config
+        out = plan_l1_loss(Plan(wp, route), target, weights, pc.waypoint_loss_weight, pc.route_loss_weight)
+        if self.config.prior_loss_weight > 0:
+            prior_loss = plan_l1_loss(prior, target, weights, pc.waypoint_loss_weight, pc.route_loss_weight)[
+                "loss"
+            ]
+            out["prior_loss"] = prior_loss
+            out["loss"] = out["loss"] + self.config.prior_loss_weight * prior_loss
+        return out
