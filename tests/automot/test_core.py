@@ -71,11 +71,11 @@ def test_safetensors_round_trip_and_strict_loading(tmp_path):
     load_state_dict_strict(b, load_safetensors(tmp_path / "w.safetensors"), source="w")
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
     c = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Linear(5, 2), torch.nn.Linear(2, 2))
-    with pytest.raises(
-        ValueError,
-        match=r"unexpected keys \[\]|missing keys \['2.bias', '2.weight'\].*shape mismatches \['0.bias: expected \(5,\), got \(4,\)'",
-    ):
+    with pytest.raises(ValueError) as err:
         load_state_dict_strict(c, load_safetensors(tmp_path / "w.safetensors"), source="w")
+    msg = str(err.value)
+    assert "missing keys ['2.bias', '2.weight']" in msg
+    assert "0.bias: expected (5,), got (4,)" in msg and "unexpected" not in msg
 
 
 @dataclasses.dataclass
