@@ -11,7 +11,10 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMAND_MODULES: tuple[str, ...] = ()
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "automot.demo",
+    "automot.bench",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

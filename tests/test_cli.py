@@ -1,0 +1,49 @@
+"""The command line: subcommands exist, bad input is reported without a traceback, bench prints JSON."""
+
+import json
+
+import pytest
+
+from automot.cli import build_parser, main
+
+
+def test_help_lists_the_subcommands(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    out = capsys.readouterr().out
+    for name in ("demo", "bench"):
+        assert name in out
+
+
+def test_bench_refiner_json_has_the_documented_keys(capsys):
+    code = main(
+        [
+            "bench",
+            "refiner",
+            "--json",
+            "--batch-sizes",
+            "1",
+            "2",
+            "--repeats",
+            "1",
+            "--refiner-dim",
+            "32",
+            "--refiner-depth",
+            "1",
+        ]
+    )
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    for key in ("mlp_ms", "diffusion_ms", "full_ddim_ms", "batch_size", "params", "by_batch", "machine"):
+        assert key in result
+    assert set(result["diffusion_ms"]) == {"1", "2", "5", "10"}
+    assert [row["batch_size"] for row in result["by_batch"]] == [1, 2]
+    assert result["params"]["diffusion_head"] > result["params"]["mlp_head"] > 0
+    assert result["machine"]["date"]
+
+
+def test_value_errors_become_a_one_line_message(capsys):
+    code = main(["bench", "refiner", "--batch-sizes", "1", "--refiner-dim", "30", "--repeats", "1"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "RefinerConfig.dim: expected a multiple of moa.num_heads=8, got 30" in err
