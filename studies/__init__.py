@@ -1,0 +1,1 @@
+"""Multi-seed variance studies: heads x training seeds x sampling seeds, with honest statistics."""
