@@ -51,7 +51,7 @@ def _small() -> MoTConfig:
         hidden_size=160,
         num_attention_heads=8,
         intermediate_size=480,
-        image_encoder="resnet10t",
+        image_encoder="mobilenetv3_small_100",
         image_grid=(2, 4),
         bev_channels=(32, 64, 96),
         bev_grid=(8, 8),
@@ -61,8 +61,8 @@ def _small() -> MoTConfig:
 
 @PRESETS.register("bench")
 def _bench() -> MoTConfig:
-    # UE ~2.6x the AE in parameters (paper 4.4 B : 1.6 B); the bench feeds 4 frames x 3 views of
-    # 128 x 128 (16 merged tokens each) so the UE sequence is ~5x the AE's ~110 action tokens.
+    # UE 2.7x the AE in parameters (paper 4.44 B : 1.64 B); the bench feeds 4 frames x 2 views of
+    # 256 x 256 (64 merged vision tokens each), so the UE sequence (~550) is ~5x the AE's 103 tokens.
     ue = QwenUEConfig(
         hidden_size=384,
         num_layers=8,
@@ -79,13 +79,13 @@ def _bench() -> MoTConfig:
         num_position_embeddings=64,
         deepstack_visual_indexes=(1, 2, 3),
         image_min_pixels=64 * 64,
-        image_max_pixels=128 * 128,
+        image_max_pixels=256 * 256,
     )
     ae = ActionExpertConfig(
         hidden_size=224,
         num_attention_heads=6,
         intermediate_size=640,
-        image_encoder="resnet10t",
+        image_encoder="mobilenetv3_small_100",
         image_grid=(2, 4),
         bev_channels=(32, 64, 96),
         bev_grid=(8, 8),

@@ -19,6 +19,7 @@ def make_batch(
     t: int = 2,
     v: int = 2,
     size: int = 32,
+    bev_size: int = 32,
     seed: int = 0,
     prompts: tuple[str, ...] | None = None,
 ) -> SensorBatch:
@@ -26,7 +27,7 @@ def make_batch(
     return SensorBatch(
         rgb_history=torch.randint(0, 256, (b, t, v, 3, size, size), generator=g, dtype=torch.uint8),
         rgb=torch.randint(0, 256, (b, 3, size, size), generator=g, dtype=torch.uint8),
-        bev=torch.rand(b, len(spec.BEV_CHANNELS), 32, 32, generator=g),
+        bev=torch.rand(b, len(spec.BEV_CHANNELS), bev_size, bev_size, generator=g),
         ego_state=torch.randn(b, spec.EGO_STATE_DIM, generator=g),
         ego_history=torch.randn(b, spec.HISTORY_LEN, spec.HISTORY_DIM, generator=g),
         target_point=torch.randn(b, 2, generator=g) * 10,
