@@ -52,8 +52,12 @@ class UECache:
     def seq_len(self) -> int:
         return self.hidden.shape[1]
 
-    def validate(self, geometry: UEGeometry | None = None) -> UECache:
-        """Check shapes agree with each other (and with `geometry`); raises ValueError naming the field."""
+    def validate(self, geometry: UEGeometry | None = None, *, check_values: bool = True) -> UECache:
+        """Check shapes agree with each other (and with `geometry`); raises ValueError naming the field.
+
+        `check_values` also scans every tensor for NaN/Inf: done once where a cache is made, not on
+        every fast step that reads it (at paper scale that scan alone would cost more than the step).
+        """
         if not isinstance(self.keys, tuple) or not isinstance(self.values, tuple):
             raise ValueError(
                 f"UECache.keys/values: expected tuples of per-layer tensors, got {type(self.keys).__name__}/"
@@ -70,12 +74,12 @@ class UECache:
         dims: dict[str, int] = {}
         if geometry is not None:
             dims.update(Hkv=geometry.num_kv_heads, d=geometry.head_dim, D_ue=geometry.hidden_size)
-        check_tensor("UECache.hidden", self.hidden, ("B", "S", "D_ue"), dims=dims)
+        check_tensor("UECache.hidden", self.hidden, ("B", "S", "D_ue"), dims=dims, finite=check_values)
         check_mask("UECache.mask", self.mask, ("B", "S"), dims=dims)
         check_tensor("UECache.position_offset", self.position_offset, ("B",), dims=dims, dtype=torch.long)
         for i, (k, v) in enumerate(zip(self.keys, self.values)):
-            check_tensor(f"UECache.keys[{i}]", k, ("B", "Hkv", "S", "d"), dims=dims)
-            check_tensor(f"UECache.values[{i}]", v, ("B", "Hkv", "S", "d"), dims=dims)
+            check_tensor(f"UECache.keys[{i}]", k, ("B", "Hkv", "S", "d"), dims=dims, finite=check_values)
+            check_tensor(f"UECache.values[{i}]", v, ("B", "Hkv", "S", "d"), dims=dims, finite=check_values)
         return self
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> UECache:

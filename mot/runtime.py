@@ -201,6 +201,8 @@ class FastSlowPlanner:
         self.ue_calls += 1
         try:
             cache = self.backbone.prefill(request.batch, step=request.step, time_s=request.time_s)
+            # A malformed or non-finite cache is a UE failure too; checked once, before publication.
+            cache.validate(self.backbone.ae.geometry)
         except Exception as err:  # any UE failure: keep planning on the last good cache
             log.exception("understanding expert refresh failed at step %d", request.step)
             with self._lock:

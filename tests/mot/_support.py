@@ -70,16 +70,18 @@ class FakeUE:
     """A UE of a given geometry whose cache tensors all equal the call number (its "generation").
 
     `gate`: when given, the build stops after the first layer until the gate is set, so a test can
-    hold the worker in the middle of writing a cache. `fail_on`: call numbers that raise.
+    hold the worker in the middle of writing a cache. `fail_on`: call numbers that raise;
+    `nan_on`: call numbers whose cache contains a NaN.
     """
 
-    def __init__(self, geometry, *, seq_len: int = 5, gate=None, fail_on=()) -> None:
+    def __init__(self, geometry, *, seq_len: int = 5, gate=None, fail_on=(), nan_on=()) -> None:
         import threading
 
         self.geometry = geometry
         self.seq_len = seq_len
         self.gate = gate
         self.fail_on = set(fail_on)
+        self.nan_on = set(nan_on)
         self.calls = 0
         self.in_build = threading.Event()
 
@@ -99,6 +101,8 @@ class FakeUE:
                 self.in_build.set()
                 if not self.gate.wait(timeout=30):
                     raise RuntimeError("FakeUE gate was never opened")
+        if self.calls in self.nan_on:
+            values[-1][..., -1] = float("nan")
         return UECache(
             keys=tuple(keys),
             values=tuple(values),

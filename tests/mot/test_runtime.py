@@ -133,12 +133,15 @@ def test_first_refresh_failure_raises_clearly(tiny_backbone, fake_ae, mode):
         planner.step(make_observation(0))
 
 
-def test_recovery_after_a_failure(tiny_backbone, fake_ae):
-    fake = FakeUE(tiny_backbone.ue.geometry, fail_on={2})
+@pytest.mark.parametrize("failure", ["raise", "nan"])
+def test_recovery_after_a_failure(tiny_backbone, fake_ae, failure):
+    kind = {"fail_on": {2}} if failure == "raise" else {"nan_on": {2}}
+    fake = FakeUE(tiny_backbone.ue.geometry, **kind)
     planner = FastSlowPlanner(MoTBackbone(fake, fake_ae), refresh_every=1, mode="sync", max_cache_age=2)
     steps = [planner.step(make_observation(i)) for i in range(3)]
     assert [s.cache_age_steps for s in steps] == [0, 1, 0]
     assert steps[1].ue_error is not None and steps[2].ue_error is None
+    assert ("NaN" in steps[1].ue_error) == (failure == "nan")
     assert planner.ue_failures == 1
 
 
