@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--views", type=int, default=2, help="camera views per frame")
     parser.add_argument("--image-size", type=int, default=256, help="square RGB size in pixels")
     parser.add_argument("--bev-size", type=int, default=64, help="square BEV raster size in pixels")
-    parser.add_argument("--repeats", type=int, default=7, help="timed rounds (median reported)")
+    parser.add_argument("--repeats", type=int, default=15, help="timed rounds (median reported)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
     parser.add_argument("--background-k", type=int, default=2, help="refresh period for background mode")
     parser.add_argument("--background-steps", type=int, default=12, help="steps timed in background mode")
