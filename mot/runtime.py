@@ -135,6 +135,8 @@ class FastSlowPlanner:
             self.last_error = None
         self._step = 0
         self._last_generation = -1
+        if self._worker is not None:
+            self._worker.drop_pending()  # a queued request of the old episode is no longer wanted
 
     def close(self) -> None:
         """Stop the background worker (if any)."""
@@ -290,6 +292,11 @@ class _Worker:
     def submit(self, request: _Request) -> None:
         with self._cv:
             self._request = request
+            self._cv.notify_all()
+
+    def drop_pending(self) -> None:
+        with self._cv:
+            self._request = None
             self._cv.notify_all()
 
     def wait_idle(self, timeout: float | None) -> bool:

@@ -101,3 +101,32 @@ def test_left_padding_does_not_change_a_sample(tiny_backbone):
     out_full, out_alone = _act(tiny_backbone.ae, full, c_full), _act(tiny_backbone.ae, alone, c_alone)
     torch.testing.assert_close(out_full.latents[:1], out_alone.latents, atol=1e-5, rtol=0)
     torch.testing.assert_close(out_full.plan.waypoints[:1], out_alone.plan.waypoints, atol=1e-5, rtol=0)
+
+
+def test_ae_query_heads_may_differ_from_the_ue(tiny_backbone, batch):
+    """GQA: the AE may use any multiple of the UE's KV heads (here 2 = no grouping, UE has 4)."""
+    from mot import build_action_expert, preset_config
+
+    ae = build_action_expert(
+        preset_config("tiny", {"ae": {"num_attention_heads": 2}}), tiny_backbone.ue.geometry
+    )
+    ae.eval()
+    cache = tiny_backbone.prefill(batch)
+    before = _act(ae, batch, cache)
+    assert ae.layers[0].self_attn.q_proj.out_features == 2 * tiny_backbone.ue.geometry.head_dim
+    with torch.no_grad():
+        ae.plan_queries.mul_(-3.0)
+    after = _act(ae, batch, cache)
+    assert torch.equal(before.longitudinal_logits, after.longitudinal_logits)
+    assert torch.isfinite(after.plan.waypoints).all()
+
+
+def test_cross_modal_causal_option_reaches_the_model(tiny_backbone):
+    from mot import build_action_expert, preset_config
+
+    g = tiny_backbone.ue.geometry
+    default = build_action_expert(preset_config("tiny"), g)
+    causal = build_action_expert(preset_config("tiny", {"ae": {"cross_modal_causal": True}}), g)
+    rgb, bev = default.slices["rgb"], default.slices["bev"]
+    assert default.ae_mask[rgb, bev].all() and default.ae_mask[bev, rgb].all()
+    assert not causal.ae_mask[rgb, bev].any() and causal.ae_mask[bev, rgb].all()
