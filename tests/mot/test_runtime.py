@@ -183,3 +183,22 @@ def test_config_validation():
         FastSlowConfig(mode="async")
     with pytest.raises(ValueError, match="max_cache_age"):
         FastSlowConfig(refresh_every=4, max_cache_age=2)
+
+
+def test_reset_drops_a_refresh_of_the_previous_episode(tiny_backbone, fake_ae):
+    gate = threading.Event()
+    gate.set()
+    fake = FakeUE(tiny_backbone.ue.geometry, gate=gate)
+    bb = SpyBackbone(fake, fake_ae)
+    with FastSlowPlanner(bb, refresh_every=1, mode="background", max_cache_age=50) as planner:
+        planner.step(make_observation(0))
+        assert planner.wait_idle(30)
+        gate.clear()
+        fake.in_build.clear()
+        planner.step(make_observation(1))  # refresh (call 2) starts and is held mid-build
+        assert fake.in_build.wait(30)
+        planner.reset(EpisodeInfo(scenario="next", seed=1))
+        gate.set()  # call 2 finishes after the reset: it must not be published
+        s = planner.step(make_observation(5))  # waits for the first cache of the new episode
+    assert s.step == 0 and s.cache_step == 0 and s.cache_generation == 1
+    assert cache_generation_values(bb.used[-1]) == {3.0}  # built by call 3, the new episode's request
