@@ -16,6 +16,7 @@ import platform
 
 BENCHMARKS: dict[str, str] = {
     "refiner": "refiner.bench",
+    "async": "mot.bench",
 }
 
 

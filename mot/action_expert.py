@@ -1,0 +1,196 @@
+"""The action expert (AE, paper sections 3.1 and 3.3): a transformer trained from scratch that reads
+the UE's per-layer keys/values and produces decisions, planning latents and a plan.
+
+Axes: B batch, S UE tokens, L action tokens, K decision horizons (3), Q planning queries (6 + 20),
+N BEV tokens, D AE width, D_ue UE width.
+
+Action-token layout (the AE part of the hybrid mask; see `mot.mask`):
+
+    [ rgb (gh*gw) | bev (N) | state (1-2) ]  [ decision (K) ]  [ waypoints (6) | route (20) ]
+      task "observation"                       task "decision"  task "planning"
+
+after the UE's tokens (task "understanding", causal). Rotary positions continue from the UE's
+`position_offset`. The AE has the UE's depth and KV-head layout, and its own width, norms, MLPs and
+q/k/v projections (GQA).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from automot import spec
+from automot.checks import check_tensor
+from automot.types import SensorBatch
+from heads import ActionContext, ContextDims, Plan, PlanningHead, build_head
+from mot.cache import UECache
+from mot.config import MoTConfig, UEGeometry
+from mot.decision import DecisionHead
+from mot.encoders import BEVTokens, ImageTokens, StateTokens
+from mot.layers import ActionExpertLayer, rope_cos_sin, rope_inv_freq
+from mot.mask import Segment, hybrid_mask, segment_slices
+
+
+@dataclass
+class MoTOutput:
+    """What one AE pass returns.
+
+    lateral_logits:      (B, K, 5) or None in the "longitudinal3" decision set.
+    longitudinal_logits: (B, K, n_lon).
+    context:             the `ActionContext` handed to the planning head.
+    plan:                the head's `Plan` (waypoints (B, 6, 2), route (B, 20, 2), ...).
+    latents:             (B, L, D) the AE's final hidden states over all action tokens.
+    """
+
+    lateral_logits: torch.Tensor | None
+    longitudinal_logits: torch.Tensor
+    context: ActionContext
+    plan: Plan
+    latents: torch.Tensor
+
+
+class ActionExpert(nn.Module):
+    def __init__(self, config: MoTConfig, geometry: UEGeometry) -> None:
+        super().__init__()
+        self.config, self.geometry = config, geometry
+        c, g = config.ae, geometry
+        d = c.hidden_size
+        self.num_heads = c.num_heads(g)
+        self.image_tokens = ImageTokens(c.image_encoder, c.image_grid, d, c.init_std)
+        self.bev_tokens = BEVTokens(len(spec.BEV_CHANNELS), c.bev_channels, c.bev_grid, d, c.init_std)
+        self.state_tokens = StateTokens(d, c.use_ego_token, c.target_scale_m)
+        num_decisions = len(spec.DECISION_HORIZONS_S)
+        self.decision_queries = nn.Parameter(torch.randn(num_decisions, d) * c.init_std)
+        self.plan_queries = nn.Parameter(
+            torch.randn(spec.NUM_WAYPOINTS + spec.NUM_ROUTE_POINTS, d) * c.init_std
+        )
+        self.layers = nn.ModuleList(
+            ActionExpertLayer(
+                d, self.num_heads, g.num_kv_heads, g.head_dim, c.intermediate_size, c.rms_norm_eps
+            )
+            for _ in range(g.num_layers)
+        )
+        self.norm = nn.RMSNorm(d, eps=c.rms_norm_eps)
+        lateral = config.lateral_actions
+        self.decision_head = DecisionHead(
+            d, None if lateral is None else len(lateral), len(config.longitudinal_actions)
+        )
+        self.context_dims = ContextDims(latent_dim=d, reasoning_dim=g.hidden_size)
+        self.head: PlanningHead = build_head(config.head, self.context_dims, **config.head_kwargs)
+        for layer in self.layers:
+            for m in layer.modules():
+                if isinstance(m, nn.Linear):
+                    nn.init.normal_(m.weight, std=c.init_std)
+
+        self.segments = (
+            Segment("rgb", self.image_tokens.num_tokens, "observation"),
+            Segment("bev", self.bev_tokens.num_tokens, "observation"),
+            Segment("state", self.state_tokens.num_tokens, "observation"),
+            Segment("decision", num_decisions, "decision"),
+            Segment("waypoints", spec.NUM_WAYPOINTS, "planning"),
+            Segment("route", spec.NUM_ROUTE_POINTS, "planning"),
+        )
+        self.slices = segment_slices(self.segments)
+        # The AE rows of the full hybrid mask; one causal UE token stands in for the whole UE
+        # sequence, whose columns every action token sees (padding is masked per sample).
+        rows = hybrid_mask(
+            (Segment("ue", 1, "understanding", causal=True), *self.segments),
+            cross_modal_causal=c.cross_modal_causal,
+            rows=slice(1, None),
+        )
+        if not bool(rows[:, 0].all()):
+            raise AssertionError("hybrid mask: every action token must see the UE sequence")
+        self.register_buffer("ae_mask", rows[:, 1:].clone(), persistent=False)
+        self.register_buffer("inv_freq", rope_inv_freq(g.head_dim, g.rope_theta), persistent=False)
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(s.length for s in self.segments)
+
+    def embed(self, batch: SensorBatch) -> torch.Tensor:
+        """The action tokens before the transformer: SensorBatch -> (B, L, D) in segment order."""
+        b = batch.batch_size
+        check_tensor("SensorBatch.rgb", batch.rgb, (b, 3, None, None), dtype=torch.uint8)
+        check_tensor("SensorBatch.bev", batch.bev, (b, len(spec.BEV_CHANNELS), None, None))
+        check_tensor("SensorBatch.target_point", batch.target_point, (b, 2))
+        check_tensor("SensorBatch.ego_state", batch.ego_state, (b, spec.EGO_STATE_DIM))
+        check_tensor("SensorBatch.ego_history", batch.ego_history, (b, spec.HISTORY_LEN, spec.HISTORY_DIM))
+        dev = self.decision_queries.device
+        parts = (
+            self.image_tokens(batch.rgb.to(dev)),
+            self.bev_tokens(batch.bev.to(dev)),
+            self.state_tokens(batch.target_point.to(dev), batch.ego_state.to(dev), batch.ego_history.to(dev)),
+            self.decision_queries.expand(b, -1, -1),
+            self.plan_queries.expand(b, -1, -1),
+        )
+        return torch.cat(parts, dim=1)
+
+    def positions(self, cache: UECache) -> torch.Tensor:
+        """(B, L) long rotary positions of the action tokens, continuing after the UE sequence."""
+        steps = torch.arange(self.num_tokens, device=cache.position_offset.device)
+        return cache.position_offset[:, None] + steps
+
+    def attention_mask(self, cache: UECache) -> torch.Tensor:
+        """(B, 1, L, S + L) bool: UE columns where the UE token is real, then the hybrid AE block."""
+        b, s, n = cache.batch_size, cache.seq_len, self.num_tokens
+        ue = cache.mask.to(self.ae_mask.device)[:, None, None, :].expand(b, 1, n, s)
+        return torch.cat((ue, self.ae_mask[None, None].expand(b, 1, n, n)), dim=-1)
+
+    def latents(self, tokens: torch.Tensor, cache: UECache) -> torch.Tensor:
+        """tokens (B, L, D) + cache (L_layers x (B, Hkv, S, d)) -> final normed hidden states (B, L, D)."""
+        cache.validate(self.geometry, check_values=False)  # values were checked where the cache was made
+        if cache.batch_size != tokens.shape[0]:
+            raise ValueError(
+                f"UECache: expected batch size {tokens.shape[0]} (the action batch), got {cache.batch_size}"
+            )
+        dev = tokens.device
+        if cache.mask.device != dev:
+            cache = cache.to(dev)
+        cos, sin = rope_cos_sin(self.positions(cache), self.inv_freq)
+        mask = self.attention_mask(cache)
+        x = tokens
+        for layer, k, v in zip(self.layers, cache.keys, cache.values):
+            x = layer(x, k, v, cos, sin, mask)
+        return self.norm(x)
+
+    def forward(
+        self, batch: SensorBatch, cache: UECache, *, generator: torch.Generator | None = None
+    ) -> MoTOutput:
+        """batch (B, ...) + UE cache -> MoTOutput (decision logits, ActionContext, Plan, latents)."""
+        tokens = self.embed(batch)
+        h = self.latents(tokens, cache)
+        sl = self.slices
+        decision = h[:, sl["decision"]]
+        plan_latents = torch.cat((h[:, sl["waypoints"]], h[:, sl["route"]]), dim=1)
+        bev = tokens[:, sl["bev"]] if self.config.ae.bev_context == "encoder" else h[:, sl["bev"]]
+        lateral, longitudinal = self.decision_head(decision)
+        dev = h.device
+        ctx = ActionContext(
+            plan_latents=plan_latents,
+            decision_latents=decision,
+            bev_tokens=bev,
+            ego_state=batch.ego_state.to(dev, h.dtype),
+            ego_history=batch.ego_history.to(dev, h.dtype),
+            reasoning_tokens=cache.hidden.to(dev, h.dtype),
+            reasoning_mask=cache.mask.to(dev),
+        )
+        plan = self.head(ctx, generator=generator)
+        return MoTOutput(
+            lateral_logits=lateral, longitudinal_logits=longitudinal, context=ctx, plan=plan, latents=h
+        )
+
+
+def build_action_expert(
+    config: MoTConfig, geometry: UEGeometry, *, seed: int = 0, device: torch.device | str = "cpu"
+) -> ActionExpert:
+    """An `ActionExpert` with weights drawn from `seed` (global RNG untouched); meta device allowed."""
+    device = torch.device(device)
+    if device.type == "meta":
+        with torch.device("meta"):
+            return ActionExpert(config, geometry)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        ae = ActionExpert(config, geometry)
+    return ae.to(device)

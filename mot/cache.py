@@ -1,0 +1,108 @@
+"""`UECache`: what the understanding expert leaves behind for the action expert (paper eq. 3).
+
+Axes: B batch, L layers, Hkv key/value heads, S UE sequence length, d head width, D_ue UE width.
+
+A cache is written once by the UE's prefill and never mutated afterwards: the fast-slow runtime
+publishes a finished cache by swapping one reference, so a reader holds either the old or the new
+cache, never a mixture.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from automot.checks import check_mask, check_tensor
+from mot.config import UEGeometry
+
+
+@dataclass(frozen=True)
+class UECache:
+    """Per-layer UE keys/values plus the UE's final hidden states.
+
+    keys, values:     L tensors (B, Hkv, S, d), keys already rotated (RoPE) as the UE attended them;
+                      entries at padded positions are zero.
+    hidden:           (B, S, D_ue) the UE's final (normed) hidden states: the reasoning tokens.
+    mask:             (B, S) bool, True = a real token (False = padding).
+    position_offset:  (B,) long, the first rotary position after the UE sequence: action tokens
+                      continue from here.
+    step, time_s:     the step index and time of the observation the UE saw.
+    generation:       a counter the producer may set (the fast-slow runtime numbers its refreshes).
+    """
+
+    keys: tuple[torch.Tensor, ...]
+    values: tuple[torch.Tensor, ...]
+    hidden: torch.Tensor
+    mask: torch.Tensor
+    position_offset: torch.Tensor
+    step: int = 0
+    time_s: float = 0.0
+    generation: int = 0
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.keys)
+
+    @property
+    def batch_size(self) -> int:
+        return self.hidden.shape[0]
+
+    @property
+    def seq_len(self) -> int:
+        return self.hidden.shape[1]
+
+    def validate(self, geometry: UEGeometry | None = None, *, check_values: bool = True) -> UECache:
+        """Check shapes agree with each other (and with `geometry`); raises ValueError naming the field.
+
+        `check_values` also scans every tensor for NaN/Inf: done once where a cache is made, not on
+        every fast step that reads it (at paper scale that scan alone would cost more than the step).
+        """
+        if not isinstance(self.keys, tuple) or not isinstance(self.values, tuple):
+            raise ValueError(
+                f"UECache.keys/values: expected tuples of per-layer tensors, got {type(self.keys).__name__}/"
+                f"{type(self.values).__name__}"
+            )
+        if len(self.keys) != len(self.values) or not self.keys:
+            raise ValueError(
+                f"UECache.values: expected as many layers as keys ({len(self.keys)}, at least 1), got {len(self.values)}"
+            )
+        if geometry is not None and len(self.keys) != geometry.num_layers:
+            raise ValueError(
+                f"UECache.keys: expected {geometry.num_layers} layers (the UE depth), got {len(self.keys)}"
+            )
+        dims: dict[str, int] = {}
+        if geometry is not None:
+            dims.update(Hkv=geometry.num_kv_heads, d=geometry.head_dim, D_ue=geometry.hidden_size)
+        check_tensor("UECache.hidden", self.hidden, ("B", "S", "D_ue"), dims=dims, finite=check_values)
+        check_mask("UECache.mask", self.mask, ("B", "S"), dims=dims)
+        check_tensor("UECache.position_offset", self.position_offset, ("B",), dims=dims, dtype=torch.long)
+        for i, (k, v) in enumerate(zip(self.keys, self.values)):
+            check_tensor(f"UECache.keys[{i}]", k, ("B", "Hkv", "S", "d"), dims=dims, finite=check_values)
+            check_tensor(f"UECache.values[{i}]", v, ("B", "Hkv", "S", "d"), dims=dims, finite=check_values)
+        return self
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> UECache:
+        def move(x: torch.Tensor) -> torch.Tensor:
+            return (
+                x.to(device=device, dtype=dtype)
+                if dtype is not None and x.is_floating_point()
+                else x.to(device)
+            )
+
+        return replace(
+            self,
+            keys=tuple(move(k) for k in self.keys),
+            values=tuple(move(v) for v in self.values),
+            hidden=move(self.hidden),
+            mask=self.mask.to(device),
+            position_offset=self.position_offset.to(device),
+        )
+
+    def with_generation(self, generation: int) -> UECache:
+        """The same tensors under a new generation number (no copy)."""
+        return replace(self, generation=generation)
+
+    def nbytes(self) -> int:
+        tensors = [*self.keys, *self.values, self.hidden, self.mask, self.position_offset]
+        return sum(t.numel() * t.element_size() for t in tensors)

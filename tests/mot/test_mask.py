@@ -1,0 +1,125 @@
+"""The hybrid mask: the drawn example, hand-written cases, and a brute-force rule over random layouts."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+import mot.mask as mask_module
+from mot.mask import Segment, block_ids, hybrid_mask, render_mask, segment_slices
+
+
+def _docstring_drawing() -> str:
+    doc = mask_module.__doc__
+    body = doc.split("d: 2 decision queries, p: 2 planning queries):", 1)[1].strip("\n")
+    lines = [ln[4:] for ln in body.splitlines() if ln.strip()]
+    return "\n".join(lines[:10])
+
+
+def test_docstring_example_is_what_the_function_draws():
+    layout = [
+        Segment("text", 3, "understanding", causal=True),
+        Segment("obs", 2, "observation"),
+        Segment("decision", 2, "decision"),
+        Segment("plan", 2, "planning"),
+    ]
+    labels = list("uuuooddpp")
+    assert render_mask(hybrid_mask(layout), labels) == _docstring_drawing()
+
+
+def test_hand_written_case_with_two_modalities_per_task():
+    # obs task has two modalities (a, b); planning has two (w, r).
+    layout = [
+        Segment("lang", 2, "understanding", causal=True),
+        Segment("a", 2, "observation"),
+        Segment("b", 1, "observation"),
+        Segment("dec", 1, "decision"),
+        Segment("w", 1, "planning"),
+        Segment("r", 1, "planning"),
+    ]
+    x, o = True, False
+    want = torch.tensor(
+        [
+            # l  l  a  a  b  d  w  r
+            [x, o, o, o, o, o, o, o],
+            [x, x, o, o, o, o, o, o],
+            [x, x, x, x, x, o, o, o],
+            [x, x, x, x, x, o, o, o],
+            [x, x, x, x, x, o, o, o],
+            [x, x, x, x, x, x, o, o],
+            [x, x, x, x, x, x, x, x],
+            [x, x, x, x, x, x, x, x],
+        ]
+    )
+    assert torch.equal(hybrid_mask(layout), want)
+    # Cross-modal causal reading: b sees a but not the reverse; r sees w but not the reverse.
+    want_cm = want.clone()
+    want_cm[2:4, 4] = False
+    want_cm[6, 7] = False
+    assert torch.equal(hybrid_mask(layout, cross_modal_causal=True), want_cm)
+
+
+def test_non_causal_segment_after_causal_one_of_same_task_starts_a_block():
+    layout = [Segment("lang", 2, "u", causal=True), Segment("img", 2, "u")]
+    m = hybrid_mask(layout)
+    assert not m[1, 2] and not m[1, 3]  # the last language token does not see the later image
+    assert m[2, 3] and m[3, 2]  # the image is bidirectional inside
+
+
+def _brute_force(layout, cross_modal_causal):
+    """The rules of the paper, written token by token without any cumulative sum."""
+    tokens = []  # (task rank, segment index, causal, position)
+    ranks: dict[str, int] = {}
+    pos = 0
+    for si, seg in enumerate(layout):
+        ranks.setdefault(seg.task, len(ranks))
+        for _ in range(seg.length):
+            tokens.append((ranks[seg.task], si, seg.causal, pos))
+            pos += 1
+    n = len(tokens)
+    out = torch.zeros(n, n, dtype=torch.bool)
+    for i, (ti, si, ci, pi) in enumerate(tokens):
+        for j, (tj, sj, _cj, pj) in enumerate(tokens):
+            if tj != ti:
+                ok = tj < ti
+            elif si == sj:
+                ok = pj <= pi if ci else True
+            elif cross_modal_causal or any(layout[k].causal for k in range(min(si, sj), max(si, sj) + 1)):
+                ok = pj <= pi  # modalities separated by (or being) language: by order
+            else:
+                ok = True  # modalities of one task: bidirectional
+            out[i, j] = ok
+    return out
+
+
+@pytest.mark.parametrize("cross_modal_causal", [False, True])
+def test_matches_brute_force_rules_on_random_layouts(cross_modal_causal):
+    rng = random.Random(0)
+    for _ in range(60):
+        layout = []
+        for t in range(rng.randint(1, 4)):
+            for s in range(rng.randint(1, 3)):
+                # Only the first task carries language (as in the model: the UE).
+                causal = t == 0 and rng.random() < 0.5
+                layout.append(Segment(f"t{t}s{s}", rng.randint(1, 4), f"task{t}", causal=causal))
+        got = hybrid_mask(layout, cross_modal_causal=cross_modal_causal)
+        assert torch.equal(got, _brute_force(layout, cross_modal_causal)), layout
+
+
+def test_rows_selects_query_rows():
+    layout = [Segment("u", 4, "u", causal=True), Segment("o", 3, "o"), Segment("p", 2, "p")]
+    full = hybrid_mask(layout)
+    assert torch.equal(hybrid_mask(layout, rows=slice(4, None)), full[4:])
+
+
+def test_bad_layouts_raise():
+    with pytest.raises(ValueError, match="contiguous"):
+        block_ids([Segment("a", 1, "x"), Segment("b", 1, "y"), Segment("c", 1, "x")])
+    with pytest.raises(ValueError, match="length"):
+        Segment("a", -1, "x")
+    with pytest.raises(ValueError, match="unique"):
+        segment_slices([Segment("a", 1, "x"), Segment("a", 1, "x")])
+    with pytest.raises(ValueError, match="square"):
+        render_mask(torch.ones(2, 3, dtype=torch.bool), ["a", "b"])
