@@ -35,19 +35,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
-def _observations(args, n: int):
+def synthetic_observations(
+    n: int, *, frames: int, views: int, image_size: int, bev_size: int, seed: int = 0
+) -> list:
+    """`n` random `Observation`s of the given sensor sizes (benchmarks time compute, not content)."""
     from automot.types import Observation
 
-    rng = np.random.RandomState(args.seed)
+    rng = np.random.RandomState(seed)
     out = []
     for i in range(n):
         out.append(
             Observation(
-                rgb_history=rng.randint(
-                    0, 256, (args.frames, args.views, 3, args.image_size, args.image_size)
-                ).astype(np.uint8),
-                rgb=rng.randint(0, 256, (3, args.image_size, args.image_size)).astype(np.uint8),
-                bev=rng.rand(len(spec.BEV_CHANNELS), args.bev_size, args.bev_size).astype(np.float32),
+                rgb_history=rng.randint(0, 256, (frames, views, 3, image_size, image_size)).astype(np.uint8),
+                rgb=rng.randint(0, 256, (3, image_size, image_size)).astype(np.uint8),
+                bev=rng.rand(len(spec.BEV_CHANNELS), bev_size, bev_size).astype(np.float32),
                 ego_state=rng.randn(spec.EGO_STATE_DIM).astype(np.float32),
                 ego_history=rng.randn(spec.HISTORY_LEN, spec.HISTORY_DIM).astype(np.float32),
                 target_point=rng.randn(2).astype(np.float32) * 10,
@@ -71,7 +72,14 @@ def run(args: argparse.Namespace) -> dict:
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')}: expected an int >= 1, got {getattr(args, name)}")
     backbone = MoTBackbone.build(args.preset, seed=args.seed)
-    obs = _observations(args, 4)
+    obs = synthetic_observations(
+        4,
+        frames=args.frames,
+        views=args.views,
+        image_size=args.image_size,
+        bev_size=args.bev_size,
+        seed=args.seed,
+    )
     sync = FastSlowPlanner(backbone, refresh_every=1, mode="sync")
     never = 1 << 30
     cached = FastSlowPlanner(backbone, refresh_every=never, mode="sync", max_cache_age=never)

@@ -24,6 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refiner-depth", type=int, default=4, help="number of DiT blocks")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--backbone",
+        default="bench",
+        help="MoT preset for the whole planning step (AE + head) at batch 1; 'none' to skip",
+    )
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -52,7 +57,46 @@ def run(args: argparse.Namespace) -> dict:
 
     by_batch = [_time_batch(mlp, diffusion, dims, b, args.repeats) for b in args.batch_sizes]
     first = by_batch[0]
-    return {**first, "params": params, "by_batch": by_batch, "refiner_config": _config(diffusion)}
+    out = {**first, "params": params, "by_batch": by_batch, "refiner_config": _config(diffusion)}
+    if args.backbone != "none":
+        out["planning_step"] = _planning_step(args.backbone, args.repeats)
+    return out
+
+
+def _planning_step(preset: str, repeats: int) -> dict:
+    """One planning step at batch 1: the action expert against a filled UE cache, then the head.
+
+    The same AE weights plan with its MLP head and with a diffusion head built around that MLP head.
+    """
+    import torch
+
+    from automot.timing import median_ms
+    from automot.types import SensorBatch
+    from heads import DiffusionHead
+    from mot.backbone import MoTBackbone
+    from mot.bench import synthetic_observations
+
+    backbone = MoTBackbone.build(preset, seed=0)
+    ae = backbone.ae.eval()
+    obs = synthetic_observations(1, frames=4, views=2, image_size=256, bev_size=64)
+    batch = SensorBatch.from_observations(obs)
+    cache = backbone.prefill(batch)
+    g = torch.Generator().manual_seed(0)
+    mlp_head = ae.head
+    diffusion = DiffusionHead.from_mlp_head(mlp_head).eval()
+    with torch.inference_mode():
+        mlp_ms = median_ms(lambda: ae(batch, cache, generator=g), repeats=repeats)
+        ae.head = diffusion
+        try:
+            diffusion_ms = median_ms(lambda: ae(batch, cache, generator=g), repeats=repeats)
+        finally:
+            ae.head = mlp_head
+    return {
+        "preset": preset,
+        "ae_mlp_ms": mlp_ms,
+        "ae_diffusion2_ms": diffusion_ms,
+        "diffusion2_over_mlp": round(diffusion_ms / mlp_ms, 3),
+    }
 
 
 def _time_batch(mlp, diffusion, dims, b: int, repeats: int) -> dict:

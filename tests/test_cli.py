@@ -16,22 +16,8 @@ def test_help_lists_the_subcommands(capsys):
 
 
 def test_bench_refiner_json_has_the_documented_keys(capsys):
-    code = main(
-        [
-            "bench",
-            "refiner",
-            "--json",
-            "--batch-sizes",
-            "1",
-            "2",
-            "--repeats",
-            "1",
-            "--refiner-dim",
-            "32",
-            "--refiner-depth",
-            "1",
-        ]
-    )
+    argv = ["bench", "refiner", "--json", "--batch-sizes", "1", "2", "--repeats", "1"]
+    code = main([*argv, "--refiner-dim", "32", "--refiner-depth", "1", "--backbone", "tiny"])
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     for key in ("mlp_ms", "diffusion_ms", "full_ddim_ms", "batch_size", "params", "by_batch", "machine"):
@@ -40,10 +26,25 @@ def test_bench_refiner_json_has_the_documented_keys(capsys):
     assert [row["batch_size"] for row in result["by_batch"]] == [1, 2]
     assert result["params"]["diffusion_head"] > result["params"]["mlp_head"] > 0
     assert result["machine"]["date"]
+    step = result["planning_step"]
+    assert step["preset"] == "tiny" and step["ae_mlp_ms"] > 0 and step["ae_diffusion2_ms"] > 0
 
 
 def test_value_errors_become_a_one_line_message(capsys):
-    code = main(["bench", "refiner", "--batch-sizes", "1", "--refiner-dim", "30", "--repeats", "1"])
+    code = main(
+        [
+            "bench",
+            "refiner",
+            "--batch-sizes",
+            "1",
+            "--refiner-dim",
+            "30",
+            "--repeats",
+            "1",
+            "--backbone",
+            "none",
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "RefinerConfig.dim: expected a multiple of moa.num_heads=8, got 30" in err
