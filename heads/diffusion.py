@@ -52,15 +52,17 @@ class DiffusionHead(PlanningHead):
         dims: ContextDims,
         config: DiffusionHeadConfig | dict | None = None,
         *,
-        prior: MLPHead | None = None,
+        prior_head: MLPHead | None = None,
         **overrides,
     ) -> None:
         super().__init__()
         self.dims = dims
         self.config = c = build_config(DiffusionHeadConfig, config, **overrides)
-        if prior is not None and prior.dims != dims:
-            raise ValueError(f"prior: expected an MLPHead built for {dims}, got one built for {prior.dims}")
-        self.prior = prior if prior is not None else MLPHead(dims, c.prior)
+        if prior_head is not None and prior_head.dims != dims:
+            raise ValueError(
+                f"prior_head: expected an MLPHead built for {dims}, got one built for {prior_head.dims}"
+            )
+        self.prior = prior_head if prior_head is not None else MLPHead(dims, c.prior)
         self.prior.requires_grad_(c.differentiable_prior)
         network = TrajectoryRefiner(
             c.refiner,
@@ -85,7 +87,7 @@ class DiffusionHead(PlanningHead):
         config = dataclasses.replace(
             build_config(DiffusionHeadConfig, config, **overrides), prior=mlp_head.config
         )
-        return cls(mlp_head.dims, config, prior=mlp_head)
+        return cls(mlp_head.dims, config, prior_head=mlp_head)
 
     @property
     def is_stochastic(self) -> bool:

@@ -40,14 +40,16 @@ class MoTOutput:
     lateral_logits:      (B, K, 5) or None in the "longitudinal3" decision set.
     longitudinal_logits: (B, K, n_lon).
     context:             the `ActionContext` handed to the planning head.
-    plan:                the head's `Plan` (waypoints (B, 6, 2), route (B, 20, 2), ...).
+    plan:                the head's `Plan` (waypoints (B, 6, 2), route (B, 20, 2), ...), or None when
+                         the pass was asked for the context only (training computes the head's loss
+                         from the context instead of sampling a plan).
     latents:             (B, L, D) the AE's final hidden states over all action tokens.
     """
 
     lateral_logits: torch.Tensor | None
     longitudinal_logits: torch.Tensor
     context: ActionContext
-    plan: Plan
+    plan: Plan | None
     latents: torch.Tensor
 
 
@@ -156,7 +158,12 @@ class ActionExpert(nn.Module):
         return self.norm(x)
 
     def forward(
-        self, batch: SensorBatch, cache: UECache, *, generator: torch.Generator | None = None
+        self,
+        batch: SensorBatch,
+        cache: UECache,
+        *,
+        generator: torch.Generator | None = None,
+        with_plan: bool = True,
     ) -> MoTOutput:
         """batch (B, ...) + UE cache -> MoTOutput (decision logits, ActionContext, Plan, latents)."""
         tokens = self.embed(batch)
@@ -176,7 +183,7 @@ class ActionExpert(nn.Module):
             reasoning_tokens=cache.hidden.to(dev, h.dtype),
             reasoning_mask=cache.mask.to(dev),
         )
-        plan = self.head(ctx, generator=generator)
+        plan = self.head(ctx, generator=generator) if with_plan else None
         return MoTOutput(
             lateral_logits=lateral, longitudinal_logits=longitudinal, context=ctx, plan=plan, latents=h
         )

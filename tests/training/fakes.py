@@ -1,0 +1,100 @@
+"""Seeded in-memory driving batches with the attributes the stages read (no simulator needed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from automot import spec
+from automot.types import SensorBatch
+from training.sampling import ResumableDataLoader
+
+
+@dataclass
+class FakeBatch:
+    sensors: SensorBatch
+    waypoints: torch.Tensor
+    route: torch.Tensor
+    lateral: torch.Tensor
+    longitudinal: torch.Tensor
+    longitudinal3: torch.Tensor
+    agent_boxes: torch.Tensor
+    agent_mask: torch.Tensor
+    ego_size: torch.Tensor
+    scene_text: list[str]
+
+
+class FakeDataset(Dataset):
+    def __init__(self, n: int, seed: int = 0, image: int = 32, bev: int = 32) -> None:
+        self.n, self.seed, self.image, self.bev = n, seed, image, bev
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict:
+        g = torch.Generator().manual_seed(self.seed * 100_003 + i)
+        speed = 5 + 10 * torch.rand((), generator=g)
+        t = torch.tensor(spec.waypoint_times_s())
+        return {
+            "rgb_history": torch.randint(
+                0, 256, (4, 1, 3, self.image, self.image), generator=g, dtype=torch.uint8
+            ),
+            "rgb": torch.randint(0, 256, (3, self.image, self.image), generator=g, dtype=torch.uint8),
+            "bev": (torch.rand(len(spec.BEV_CHANNELS), self.bev, self.bev, generator=g) > 0.8).float(),
+            "ego_state": torch.stack([speed, torch.zeros(()), torch.zeros(())]),
+            "ego_history": torch.randn(spec.HISTORY_LEN, spec.HISTORY_DIM, generator=g),
+            "target_point": torch.tensor([20.0, 0.0]),
+            "waypoints": torch.stack([speed * t, torch.zeros(6)], -1),
+            "route": torch.stack([2.0 * torch.arange(1, 21).float(), torch.zeros(20)], -1),
+            "lateral": torch.randint(0, 5, (3,), generator=g),
+            "longitudinal": torch.randint(0, 4, (3,), generator=g),
+            "longitudinal3": torch.randint(0, 3, (3,), generator=g),
+            "agent_boxes": torch.zeros(6, 2, 5),
+            "agent_mask": torch.zeros(6, 2, dtype=torch.bool),
+            "ego_size": torch.tensor([5.0, 2.0]),
+            "prompt": "follow the lane",
+            "scene_text": "lead vehicle 20 m ahead . left lane free",
+        }
+
+
+def collate(items: list[dict]) -> FakeBatch:
+    st = {k: torch.stack([it[k] for it in items]) for k in items[0] if k not in ("prompt", "scene_text")}
+    sensors = SensorBatch(
+        rgb_history=st["rgb_history"],
+        rgb=st["rgb"],
+        bev=st["bev"],
+        ego_state=st["ego_state"],
+        ego_history=st["ego_history"],
+        target_point=st["target_point"],
+        prompts=[it["prompt"] for it in items],
+    )
+    labels = {
+        k: st[k]
+        for k in (
+            "waypoints",
+            "route",
+            "lateral",
+            "longitudinal",
+            "longitudinal3",
+            "agent_boxes",
+            "agent_mask",
+            "ego_size",
+        )
+    }
+    return FakeBatch(sensors=sensors, scene_text=[it["scene_text"] for it in items], **labels)
+
+
+class FakeDataModule(L.LightningDataModule):
+    def __init__(self, n: int = 16, batch_size: int = 4, seed: int = 0) -> None:
+        super().__init__()
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = FakeDataset(self.n, self.seed)
+        return ResumableDataLoader(dataset, batch_size=self.batch_size, seed=self.seed, collate_fn=collate)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(FakeDataset(8, self.seed + 1), batch_size=self.batch_size, collate_fn=collate)

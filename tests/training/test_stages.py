@@ -1,0 +1,190 @@
+"""Training stages: reproducibility, resume, frozen UE, head swap, strict checkpoints."""
+
+import lightning as L
+import pytest
+import torch
+
+from tests.training.fakes import FakeDataModule
+from training.optim import OptimConfig
+from training.policy import BackboneSpec, load_pretrained, load_weights, save_pretrained, with_head
+from training.stages import ActionExpertStage, RefinerStage, UEPretrainStage
+
+TINY_HEAD = {"refiner": {"dim": 32, "depth": 1, "moa": {"num_heads": 4}}}
+
+
+def _trainer(max_steps, tmp_path=None, **kw):
+    return L.Trainer(
+        max_steps=max_steps,
+        limit_val_batches=0,
+        deterministic=True,
+        logger=False,
+        enable_checkpointing=tmp_path is not None,
+        default_root_dir=tmp_path,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        **kw,
+    )
+
+
+def _fit_ae(seed, steps=3, **stage_kw):
+    L.seed_everything(seed, workers=True)
+    stage = ActionExpertStage(backbone=BackboneSpec(seed=seed), optim=OptimConfig(warmup_steps=1), **stage_kw)
+    _trainer(steps).fit(stage, datamodule=FakeDataModule(seed=0))
+    return stage
+
+
+def _weights(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_same_seed_bit_identical_other_seed_different():
+    a, b, c = _fit_ae(0), _fit_ae(0), _fit_ae(1)
+    wa, wb, wc = _weights(a.ae), _weights(b.ae), _weights(c.ae)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert any(not torch.equal(wa[k], wc[k]) for k in wa)
+
+
+def test_training_changes_the_ae_and_never_the_frozen_ue():
+    L.seed_everything(0)
+    stage = ActionExpertStage(optim=OptimConfig(warmup_steps=1))
+    ae0, ue0 = _weights(stage.ae), {k: v.clone() for k, v in stage.ue.state_dict().items()}
+    _trainer(3).fit(stage, datamodule=FakeDataModule())
+    assert any(not torch.equal(ae0[k], v) for k, v in stage.ae.state_dict().items())
+    assert all(torch.equal(ue0[k], v) for k, v in stage.ue.state_dict().items())
+
+
+class _StopAt(L.Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == self.step:
+            trainer.should_stop = True
+
+
+@pytest.mark.parametrize("stop", [6, 8])  # mid-epoch (4 batches per epoch) and at an epoch end
+def test_resume_from_a_mid_run_checkpoint_matches_an_uninterrupted_run(tmp_path, stop):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    full = _fit_ae(0, steps=12)
+    L.seed_everything(0, workers=True)
+    first = ActionExpertStage(backbone=BackboneSpec(seed=0), optim=OptimConfig(warmup_steps=1))
+    ckpt = ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=stop, save_top_k=-1)
+    _trainer(12, tmp_path, callbacks=[ckpt, _StopAt(stop)]).fit(first, datamodule=FakeDataModule(seed=0))
+    assert first.trainer.global_step == stop  # interrupted, same configuration as the full run
+    path = next(tmp_path.glob(f"*step={stop}*.ckpt"))
+    L.seed_everything(123, workers=True)  # the resumed process starts from another RNG state
+    resumed = ActionExpertStage(backbone=BackboneSpec(seed=0), optim=OptimConfig(warmup_steps=1))
+    callbacks = [ModelCheckpoint(dirpath=tmp_path / "r", every_n_train_steps=stop)]
+    _trainer(12, tmp_path / "r", callbacks=callbacks).fit(
+        resumed, datamodule=FakeDataModule(seed=0), ckpt_path=path, weights_only=True
+    )
+    assert resumed.trainer.global_step == 12
+    wf, wr = _weights(full.ae), _weights(resumed.ae)
+    assert all(torch.equal(wf[k], wr[k]) for k in wf)
+    # A run that skipped the resume differs (the comparison can fail).
+    assert any(not torch.equal(wf[k], v) for k, v in _weights(first.ae).items())
+
+
+def test_ema_weights_are_used_for_export(tmp_path):
+    L.seed_everything(0)
+    stage = ActionExpertStage(
+        optim=OptimConfig(warmup_steps=1, ema_decay=0.9), export_dir=str(tmp_path / "p")
+    )
+    _trainer(3).fit(stage, datamodule=FakeDataModule())
+    exported = load_pretrained(tmp_path / "p").ae.state_dict()
+    live = stage.ae.state_dict()
+    ema_names = stage.ema._names
+    assert any(not torch.equal(exported[n], live[n]) for n in ema_names)
+    with stage.ema.swapped(stage.ae):
+        assert all(torch.equal(exported[n], stage.ae.state_dict()[n]) for n in ema_names)
+
+
+@pytest.fixture(scope="module")
+def trained_policy(tmp_path_factory):
+    path = tmp_path_factory.mktemp("policy") / "ae"
+    stage = _fit_ae(0, steps=2)
+    save_pretrained(stage.ae, path)
+    return path
+
+
+def test_head_swap_keeps_the_action_expert_weights_identical(trained_policy):
+    mlp = RefinerStage(policy=str(trained_policy), head="mlp")
+    diffusion = RefinerStage(policy=str(trained_policy), head="diffusion", head_kwargs=TINY_HEAD)
+    wm = {k: v for k, v in mlp.ae.state_dict().items() if not k.startswith("head.")}
+    wd = {k: v for k, v in diffusion.ae.state_dict().items() if not k.startswith("head.")}
+    assert wm.keys() == wd.keys() and all(torch.equal(wm[k], wd[k]) for k in wm)
+    # The diffusion head's prior is the trained MLP head.
+    prior = {
+        k[len("head.prior.") :]: v
+        for k, v in diffusion.ae.state_dict().items()
+        if k.startswith("head.prior.")
+    }
+    assert all(torch.equal(prior[k], mlp.ae.head.state_dict()[k]) for k in prior)
+    # Refiner stage: only the refiner trains by default.
+    trainable = {n for n, p in diffusion.ae.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("head.denoiser.") for n in trainable)
+
+
+def test_refiner_stage_trains_only_the_refiner_and_exports_a_loadable_policy(trained_policy, tmp_path):
+    L.seed_everything(0)
+    stage = RefinerStage(
+        policy=str(trained_policy), head_kwargs=TINY_HEAD, export_dir=str(tmp_path / "refined")
+    )
+    before = _weights(stage.ae)
+    _trainer(3).fit(stage, datamodule=FakeDataModule())
+    after = _weights(stage.ae)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("head.denoiser.") for k in changed)
+    loaded = load_pretrained(tmp_path / "refined").ae
+    assert type(loaded.head).__name__ == "DiffusionHead"
+    assert all(torch.equal(after[k], v) for k, v in loaded.state_dict().items())
+
+
+def test_loading_into_another_head_or_preset_lists_the_mismatched_keys(trained_policy, tmp_path):
+    ae = load_pretrained(trained_policy).ae
+    with_head(ae, "diffusion", TINY_HEAD)
+    with pytest.raises(ValueError, match=r"missing keys \['head.denoiser"):
+        load_weights(ae, trained_policy)
+    other = BackboneSpec(overrides={"ae": {"hidden_size": 32}}).build().ae
+    with pytest.raises(ValueError, match=r"shape mismatches \[.*expected \(.*32.*got"):
+        load_weights(other, trained_policy)
+    with pytest.raises(ValueError, match=r"policy: expected a policy folder with mot_config.json"):
+        load_pretrained(tmp_path / "nothing")
+
+
+def test_ue_pretraining_learns_and_exports_a_frozen_ue(tmp_path):
+    L.seed_everything(0)
+    stage = UEPretrainStage(optim=OptimConfig(lr=3e-3, warmup_steps=1), export_dir=str(tmp_path / "ue"))
+    dm = FakeDataModule(n=4, batch_size=4)
+    batch = next(iter(dm.train_dataloader()))
+    with torch.no_grad():
+        before = stage._loss(batch)[0].item()
+    _trainer(25).fit(stage, datamodule=dm)
+    stage.eval()
+    with torch.no_grad():
+        after = stage._loss(batch)[0].item()
+    assert after < 0.5 * before
+    # The exported UE loads frozen and its cache is the trained model's own computation.
+    spec = BackboneSpec(ue_checkpoint=str(tmp_path / "ue"))
+    bb = spec.build()
+    assert not any(p.requires_grad for p in bb.ue._params)
+    cache = bb.prefill(batch.sensors)
+    inputs = bb.ue.encode(batch.sensors)
+    with torch.no_grad():
+        ref = stage.model.model(
+            **{
+                k: inputs[k]
+                for k in (
+                    "input_ids",
+                    "attention_mask",
+                    "position_ids",
+                    "pixel_values",
+                    "image_grid_thw",
+                    "mm_token_type_ids",
+                )
+            }
+        )
+    mask = inputs["attention_mask"].bool()
+    assert torch.allclose(cache.hidden[mask], ref.last_hidden_state[mask], atol=1e-5)

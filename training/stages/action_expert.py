@@ -1,0 +1,56 @@
+"""Action-expert stage (paper section 3.2): the UE frozen; the AE and its planning head trained
+jointly on the token-wise decision NLL (eq. 1) and the trajectory L1 (eq. 2).
+
+    loss = decision_weight * NLL(decisions) + trajectory_weight * head.loss(ctx, expert plan)
+
+`head` names any registered planning head (the MLP head by default; the paper trains the AE with it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from training.optim import OptimConfig
+from training.policy import BackboneSpec, with_head
+from training.stages.base import PolicyStage
+
+
+class ActionExpertStage(PolicyStage):
+    def __init__(
+        self,
+        backbone: BackboneSpec | None = None,
+        head: str = "mlp",
+        head_kwargs: dict[str, Any] | None = None,
+        decision_weight: float = 1.0,
+        trajectory_weight: float = 1.0,
+        optim: OptimConfig | None = None,
+        protocol: str = "stp3",
+        sampling_seed: int = 0,
+        export_dir: str | None = None,
+    ) -> None:
+        spec = backbone if backbone is not None else BackboneSpec()
+        bb = spec.build()
+        if head != bb.ae.config.head or head_kwargs:
+            with_head(bb.ae, head, head_kwargs)
+        super().__init__(
+            bb, optim=optim, protocol=protocol, sampling_seed=sampling_seed, export_dir=export_dir
+        )
+        if decision_weight < 0 or trajectory_weight < 0 or decision_weight + trajectory_weight == 0:
+            raise ValueError(
+                "decision_weight, trajectory_weight: expected non-negative weights with a positive sum, "
+                f"got {decision_weight}, {trajectory_weight}"
+            )
+        self.decision_weight, self.trajectory_weight = decision_weight, trajectory_weight
+        self.ae.requires_grad_(True)
+        self.setup_ema()
+
+    def training_step(self, batch, batch_idx: int):
+        out = self.forward_ae(batch, with_plan=False)
+        dec = self.decision_loss(out, batch)
+        traj = self.ae.head.loss(out.context, self.plan_target(batch))
+        loss = self.decision_weight * dec["loss"] + self.trajectory_weight * traj["loss"]
+        b = batch.waypoints.shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=b)
+        self.log("train/decision_nll", dec["loss"], batch_size=b)
+        self.log_dict({f"train/{k}": v for k, v in traj.items() if k != "loss"}, batch_size=b)
+        return loss

@@ -1,0 +1,153 @@
+"""What the policy stages share: the backbone (frozen UE + trainable AE), validation with the
+open-loop metrics, AdamW + warm-up/cosine, gradient clipping, an optional EMA used for evaluation,
+and export of the trained policy folder.
+
+A stage is thin: it decides what is trainable and what the loss is; everything else is here.
+Batches are `driving.DrivingBatch` (sensors + labels); see `training_batch_fields` for what is read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import lightning as L
+import torch
+
+from automot.checks import check_choice
+from heads import PlanTarget
+from mot.action_expert import MoTOutput
+from mot.backbone import MoTBackbone
+from mot.decision import decision_nll
+from training.metrics import CollisionRate, DecisionAccuracy, PlanL2
+from training.optim import OptimConfig, ParameterEMA, build_optimizer, build_scheduler
+from training.policy import save_pretrained
+
+# The attributes of a DrivingBatch the stages read (documented shapes in driving.data).
+training_batch_fields = (
+    "sensors",  # automot.types.SensorBatch
+    "waypoints",  # (B, 6, 2)
+    "route",  # (B, 20, 2)
+    "lateral",  # (B, 3) long
+    "longitudinal",  # (B, 3) long
+    "longitudinal3",  # (B, 3) long
+    "agent_boxes",  # (B, 6, A, 5)
+    "agent_mask",  # (B, 6, A) bool
+    "ego_size",  # (B, 2)
+)
+
+
+class PolicyStage(L.LightningModule):
+    def __init__(
+        self,
+        backbone: MoTBackbone,
+        *,
+        optim: OptimConfig | None = None,
+        protocol: str = "stp3",
+        sampling_seed: int = 0,
+        export_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        check_choice("protocol", protocol, ("stp3", "uniad"))
+        self.backbone = backbone
+        self.ae = backbone.ae  # the only registered (trainable, checkpointed) network
+        self.optim = optim if optim is not None else OptimConfig()
+        self.sampling_seed = sampling_seed
+        self.export_dir = export_dir
+        self.val_l2 = PlanL2(protocol)
+        self.val_collision = CollisionRate(protocol)
+        self.val_decision = DecisionAccuracy()
+        self.ema: ParameterEMA | None = None
+        self._val_generator: torch.Generator | None = None
+
+    # -- setup ------------------------------------------------------------------------------------
+    def setup_ema(self) -> None:
+        """Call after the stage has decided what is trainable."""
+        if self.optim.ema_decay is not None:
+            self.ema = ParameterEMA(self.ae, self.optim.ema_decay)
+
+    @property
+    def ue(self):
+        return self.backbone.ue
+
+    def decision_targets(self, batch) -> tuple[torch.Tensor | None, torch.Tensor]:
+        if self.ae.config.decision_set == "longitudinal3":
+            return None, batch.longitudinal3
+        return batch.lateral, batch.longitudinal
+
+    # -- forward pieces ---------------------------------------------------------------------------
+    def forward_ae(self, batch, *, with_plan: bool, generator: torch.Generator | None = None) -> MoTOutput:
+        sensors = batch.sensors.to(self.device)
+        cache = self.ue.prefill(sensors)  # frozen, no grad
+        return self.ae(sensors, cache, generator=generator, with_plan=with_plan)
+
+    def decision_loss(self, out: MoTOutput, batch) -> dict[str, torch.Tensor]:
+        lateral, longitudinal = self.decision_targets(batch)
+        return decision_nll(out.lateral_logits, out.longitudinal_logits, lateral, longitudinal)
+
+    @staticmethod
+    def plan_target(batch) -> PlanTarget:
+        return PlanTarget(waypoints=batch.waypoints, route=batch.route)
+
+    # -- optimisation -----------------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = build_optimizer(self.ae, self.optim)
+        total = int(self.trainer.estimated_stepping_batches) if self.trainer is not None else 1
+        scheduler = build_scheduler(optimizer, self.optim, max(1, total))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ) -> None:
+        clip = self.optim.grad_clip if gradient_clip_val is None else gradient_clip_val
+        if clip:
+            self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        if self.ema is not None:
+            self.ema.update(self.ae)
+
+    @contextlib.contextmanager
+    def evaluation_weights(self):
+        """The EMA weights when EMA is on, else the live ones."""
+        if self.ema is None:
+            yield
+        else:
+            with self.ema.swapped(self.ae):
+                yield
+
+    # -- validation -------------------------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        # The sampling seed fixes the diffusion head's noise for the whole validation pass.
+        self._val_generator = torch.Generator(device=self.device).manual_seed(self.sampling_seed)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        with self.evaluation_weights():
+            out = self.forward_ae(batch, with_plan=True, generator=self._val_generator)
+        self.update_metrics(out, batch)
+
+    def update_metrics(self, out: MoTOutput, batch) -> None:
+        from driving.geometry import plan_collisions
+
+        waypoints = out.plan.waypoints.float()
+        self.val_l2.update(waypoints, batch.waypoints.to(waypoints.device))
+        collided = plan_collisions(waypoints, batch.agent_boxes, batch.agent_mask, batch.ego_size)
+        self.val_collision.update(collided)
+        lateral, longitudinal = self.decision_targets(batch)
+        self.val_decision.update(out.lateral_logits, out.longitudinal_logits, lateral, longitudinal)
+
+    def on_validation_epoch_end(self) -> None:
+        for metric in (self.val_l2, self.val_collision, self.val_decision):
+            values = {f"val/{k}": v.float() for k, v in metric.compute().items()}
+            self.log_dict(values, prog_bar=metric is self.val_l2, sync_dist=False)
+            metric.reset()
+
+    # -- export -----------------------------------------------------------------------------------
+    def on_fit_end(self) -> None:
+        if self.export_dir is not None and self.trainer.is_global_zero:
+            self.save_pretrained(self.export_dir)
+
+    def save_pretrained(self, directory: str) -> None:
+        """The policy folder (safetensors + JSON) with the evaluation weights (EMA when on)."""
+        with self.evaluation_weights():
+            save_pretrained(self.ae, directory)
