@@ -17,6 +17,7 @@ import platform
 BENCHMARKS: dict[str, str] = {
     "refiner": "refiner.bench",
     "async": "mot.bench",
+    "train": "training.bench",
 }
 
 

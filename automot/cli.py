@@ -14,6 +14,7 @@ import sys
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "automot.demo",
     "automot.bench",
+    "training.cli",
 )
 
 
@@ -27,7 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # Pass-through subcommands (e.g. `fit`, backed by Lightning's own CLI) get the rest verbatim.
+    args, extra = parser.parse_known_args(argv)
+    if getattr(args, "passthrough", False):
+        args.extra = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         result = args.func(args)
     except ValueError as err:

@@ -48,3 +48,24 @@ def test_value_errors_become_a_one_line_message(capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "RefinerConfig.dim: expected a multiple of moa.num_heads=8, got 30" in err
+
+
+def test_bench_train_reports_throughput_against_a_measured_peak(capsys):
+    argv = ["bench", "train", "--json", "--preset", "tiny", "--batch-size", "2", "--image-size", "32"]
+    assert main([*argv, "--bev-size", "32", "--repeats", "1", "--matmul-size", "256"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for stage in ("ae_stage", "refiner_stage"):
+        row = result[stage]
+        assert row["step_ms"] > 0 and row["gflop_per_step"] > 0
+        assert row["samples_per_s"] == pytest.approx(2 / (row["step_ms"] * 1e-3), rel=0.01)
+        assert row["fraction_of_peak"] == pytest.approx(row["achieved_gflops"] / result["peak_gflops"], rel=0.02)
+    # The refiner stage trains only the head: fewer trainable parameters than... its own total, and
+    # none of the AE's (the AE stage trains the AE, the refiner stage a different set).
+    assert result["refiner_stage"]["trainable_params"] != result["ae_stage"]["trainable_params"]
+
+
+def test_fit_passes_its_arguments_to_the_lightning_cli(capsys):
+    with pytest.raises(SystemExit) as err:
+        main(["fit", "--help"])
+    assert err.value.code == 0
+    assert "--trainer.max_steps" in capsys.readouterr().out

@@ -44,13 +44,9 @@ class ActionExpertStage(PolicyStage):
         self.ae.requires_grad_(True)
         self.setup_ema()
 
-    def training_step(self, batch, batch_idx: int):
+    def losses(self, batch) -> dict:
         out = self.forward_ae(batch, with_plan=False)
         dec = self.decision_loss(out, batch)
         traj = self.ae.head.loss(out.context, self.plan_target(batch))
         loss = self.decision_weight * dec["loss"] + self.trajectory_weight * traj["loss"]
-        b = batch.waypoints.shape[0]
-        self.log("train/loss", loss, prog_bar=True, batch_size=b)
-        self.log("train/decision_nll", dec["loss"], batch_size=b)
-        self.log_dict({f"train/{k}": v for k, v in traj.items() if k != "loss"}, batch_size=b)
-        return loss
+        return {"loss": loss, "decision_nll": dec["loss"], **{k: v for k, v in traj.items() if k != "loss"}}

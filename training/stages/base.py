@@ -89,6 +89,18 @@ class PolicyStage(L.LightningModule):
     def plan_target(batch) -> PlanTarget:
         return PlanTarget(waypoints=batch.waypoints, route=batch.route)
 
+    # -- training ---------------------------------------------------------------------------------
+    def losses(self, batch) -> dict[str, torch.Tensor]:
+        """{"loss": scalar to minimise, ...named parts}; each stage defines its own."""
+        raise NotImplementedError
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        parts = self.losses(batch)
+        b = batch.waypoints.shape[0]
+        self.log("train/loss", parts["loss"], prog_bar=True, batch_size=b)
+        self.log_dict({f"train/{k}": v for k, v in parts.items() if k != "loss"}, batch_size=b)
+        return parts["loss"]
+
     # -- optimisation -----------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = build_optimizer(self.ae, self.optim)

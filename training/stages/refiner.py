@@ -60,15 +60,13 @@ class RefinerStage(PolicyStage):
             (head.denoiser if hasattr(head, "denoiser") else head).train()
         return self
 
-    def training_step(self, batch, batch_idx: int):
+    def losses(self, batch) -> dict:
         out = self.forward_ae(batch, with_plan=False)
         parts = self.ae.head.loss(out.context, self.plan_target(batch))
+        out_parts = {k: v for k, v in parts.items() if k != "loss"}
         loss = parts["loss"]
-        b = batch.waypoints.shape[0]
         if self.fine_tune_ae and self.decision_weight > 0:
             dec = self.decision_loss(out, batch)
             loss = loss + self.decision_weight * dec["loss"]
-            self.log("train/decision_nll", dec["loss"], batch_size=b)
-        self.log("train/loss", loss, prog_bar=True, batch_size=b)
-        self.log_dict({f"train/{k}": v for k, v in parts.items() if k != "loss"}, batch_size=b)
-        return loss
+            out_parts["decision_nll"] = dec["loss"]
+        return {"loss": loss, **out_parts}
