@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMAND_MODULES: tuple[str, ...] = ()
+SUBCOMMAND_MODULES: tuple[str, ...] = ("driving.cli",)
 
 
 def build_parser() -> argparse.ArgumentParser:

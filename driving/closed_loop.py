@@ -176,3 +176,38 @@ def evaluate(
     if bar is not None:
         bar.close()
     return [done[(scenario.name, int(s))] for s in seeds]
+
+
+def record_gifs(
+    policy,
+    scenario: Scenario | str,
+    seeds: list[int],
+    out_dir: str | Path,
+    config: EvalConfig | None = None,
+    records_path: str | Path | None = None,
+) -> list[EpisodeRecord]:
+    """Like `evaluate` in one process, also saving each episode's camera frames as `<out_dir>/<policy>-<scenario>-<seed>.gif`."""
+    from driving.viz import save_gif
+    from driving.world import World
+
+    config = config or EvalConfig()
+    scenario = _resolve(scenario)
+    world = World(scenario, sim=config.sim, sensors=config.sensors)
+    tracker = Tracker(config.sim, config.tracker)
+    records = []
+    try:
+        for seed in seeds:
+            frames: list = []
+            record = run_episode(policy, world, int(seed), tracker, frames_out=frames)
+            gif = save_gif(
+                frames,
+                Path(out_dir) / f"{policy_name(policy)}-{scenario.name}-{int(seed)}.gif",
+                fps=config.sim.policy_hz,
+            )
+            record.extra["gif"] = str(gif)
+            if records_path is not None:
+                append_jsonl(records_path, record.to_json())
+            records.append(record)
+    finally:
+        world.close()
+    return records

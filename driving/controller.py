@@ -34,12 +34,13 @@ class TrackerConfig:
     lookahead_base_m: float = 4.0
     lookahead_max_m: float = 25.0
     stop_speed: float = 0.3  # planned speeds below this are a stop
+    creep_speed: float = 1.0  # below this a stop plan stops within one control period
     vehicle_length: float = 5.0
 
     def __post_init__(self) -> None:
         for name in ("kp_speed", "lookahead_base_m", "lookahead_max_m", "vehicle_length"):
             check_positive(f"TrackerConfig.{name}", getattr(self, name))
-        for name in ("ki_speed", "integral_limit", "lookahead_gain_s", "stop_speed"):
+        for name in ("ki_speed", "integral_limit", "lookahead_gain_s", "stop_speed", "creep_speed"):
             check_positive(f"TrackerConfig.{name}", getattr(self, name), allow_zero=True)
 
 
@@ -87,6 +88,8 @@ class Tracker:
         error = target - speed
         self._integral = float(np.clip(self._integral + error * dt, -c.integral_limit, c.integral_limit))
         accel = feed_forward + c.kp_speed * error + c.ki_speed * self._integral
+        if target == 0.0 and speed < c.creep_speed:
+            accel = -speed / dt  # a stop plan at crawling speed: stand still now instead of creeping
         accel = max(accel, -speed / dt)  # stop at zero, never reverse
         accel = float(np.clip(accel, lo, hi))
         path = waypoints if route is None else np.asarray(route, dtype=np.float64)

@@ -110,9 +110,11 @@ class ExpertPolicy:
         times = np.arange(0.0, c.horizon_s + 1e-9, c.forecast_dt)
         fc = forecast(network, others, times)
         hits = corridor_hits(fc, path, arc_length(path)[-1], ego.WIDTH, c.corridor_margin_m)
-        leaders, yielding = self._leaders(fc, hits, times, speed, limits, ego.LENGTH)
         if dead_end is not None:
-            leaders.append(_Leader(gap=dead_end - ego.LENGTH / 2 - c.stop_margin_m, speed=0.0))
+            # A lane that ends is a speed limit falling to zero there, not a stopped leader: IDM would brake for
+            # it from far away, while a merging driver keeps speed to find a gap and brakes only when it must.
+            limits[max(int(dead_end - ego.LENGTH / 2 - c.stop_margin_m), 0) :] = 0.0
+        leaders, yielding = self._leaders(fc, hits, times, speed, limits, ego.LENGTH)
 
         s_t, v_t = self._rollout(speed, leaders, limits)
         pose = world.ego_pose
@@ -338,10 +340,12 @@ class ExpertPolicy:
             if inside[0]:
                 if hits.s[i, 0] <= 0.0 and aligned0:
                     continue  # a follower in our lane
-                if hits.s[i, 0] > 0.0:  # ahead of our centre, possibly overlapping as it cuts in: brake
+                moving = fc.speeds[i] > 0.1
+                if front0 > 0.0 or (moving and hits.s[i, 0] > 0.0):
+                    # Ahead, or a vehicle ahead of our centre cutting in alongside: brake.
                     along = fc.speeds[i] * math.cos(rel0) if aligned0 else 0.0
                     leaders.append(_Leader(gap=max(front0, 0.1), speed=max(along, 0.0)))
-                continue  # alongside or behind our centre: braking cannot help
+                continue  # a static object alongside, or anything behind our centre: braking cannot help
             ks = np.nonzero(inside)[0]
             delta = hits.s[i, ks] - s_free[ks]
             margin = ego_length / 2 + hits.ext_along[i, ks] + c.conflict_margin_m

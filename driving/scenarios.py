@@ -12,7 +12,7 @@ so a layout used for training is never used for closed-loop evaluation.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from itertools import pairwise
 
 import numpy as np
@@ -105,6 +105,12 @@ class Scenario(ABC):
     yield_before_junction: bool = False  # yield only before the maneuver's junction, never stop inside it
 
     def __init__(self, **overrides) -> None:
+        known = {f.name for f in fields(self.config_class)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(
+                f"{self.config_class.__name__}: unknown fields {unknown}; expected a subset of {sorted(known)}"
+            )
         self.config = self.config_class(**overrides)
 
     def env_class(self) -> type:
