@@ -19,7 +19,6 @@ os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")  # "dummy" renders black f
 
 import numpy as np
 
-from automot import spec
 from automot.types import Observation
 from driving.config import SensorConfig, SimConfig
 from driving.drivable import DrivableArea
@@ -253,6 +252,3 @@ class World:
     @property
     def ego_size(self) -> tuple[float, float]:
         return float(self.ego.LENGTH), float(self.ego.WIDTH)
-
-    def describe(self) -> dict:
-        return {"scenario": self.scenario.describe(), "seed": self.seed, "hist_dt": spec.HISTORY_DT_S}

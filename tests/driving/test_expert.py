@@ -43,6 +43,13 @@ def test_expert_overtakes_on_the_highway():
     assert outcome == "completed" and len(lanes) >= 2
 
 
+def test_policies_satisfy_the_shared_protocol():
+    from automot.types import Policy
+    from driving.baselines import ConstantVelocityPolicy
+
+    assert isinstance(ExpertPolicy(), Policy) and isinstance(ConstantVelocityPolicy(), Policy)
+
+
 def test_expert_needs_the_world_handle():
     with pytest.raises(ValueError, match=r"EpisodeInfo\.env"):
         ExpertPolicy().reset(EpisodeInfo("highway", 0, None))
