@@ -15,6 +15,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "automot.demo",
     "automot.bench",
     "training.cli",
+    "driving.cli",
 )
 
 

@@ -1,0 +1,243 @@
+"""Reading a collected dataset back: a PyTorch `Dataset` of samples and the `DrivingBatch` they collate into.
+
+Axes: B batch, T history frames (4), V views (1), H/W image, C BEV channels (4), Hb/Wb BEV raster,
+K decision horizons (3), A agents (LabelConfig.max_agents).
+
+`DrivingBatch`:
+    sensors        automot.types.SensorBatch: rgb_history (B, T, V, 3, H, W) uint8, rgb (B, 3, H, W) uint8,
+                   bev (B, C, Hb, Wb) float32 in {0, 1}, ego_state (B, 3), ego_history (B, 4, 4),
+                   target_point (B, 2), prompts list[str] (B)
+    waypoints      (B, 6, 2) float32, ego frame, 0.5 s apart
+    route          (B, 20, 2) float32, ego frame, 2 m apart
+    lateral        (B, K) int64, indices into spec.LATERAL_ACTIONS
+    longitudinal   (B, K) int64, indices into spec.LONGITUDINAL_ACTIONS
+    longitudinal3  (B, K) int64, indices into spec.LONGITUDINAL_ACTIONS_3
+    agent_boxes    (B, 6, A, 5) float32 (x, y, heading, length, width) at the waypoint times, ego frame
+    agent_mask     (B, 6, A) bool, True = a real agent
+    ego_size       (B, 2) float32 (length, width)
+    scene_text     list[str] (B)
+    meta           dict of lists (B): scenario, seed, step, ue_step (ue_step < step: an asynchronous sample)
+
+Shards are verified against the index (sha256, sizes) when first read; a corrupt or mismatched shard
+raises ValueError naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from automot import spec
+from automot.checks import check_tensor
+from automot.types import SensorBatch
+from driving.collect import INDEX_NAME
+from driving.shards import FORMAT_VERSION, read_shard
+
+
+@dataclass
+class DrivingBatch:
+    sensors: SensorBatch
+    waypoints: torch.Tensor
+    route: torch.Tensor
+    lateral: torch.Tensor
+    longitudinal: torch.Tensor
+    longitudinal3: torch.Tensor
+    agent_boxes: torch.Tensor
+    agent_mask: torch.Tensor
+    ego_size: torch.Tensor
+    scene_text: list[str] = field(default_factory=list)
+    meta: dict[str, list] = field(default_factory=dict)
+
+    @property
+    def batch_size(self) -> int:
+        return self.sensors.batch_size
+
+    def validate(self) -> DrivingBatch:
+        self.sensors.validate()
+        dims = {"B": self.batch_size}
+        k = len(spec.DECISION_HORIZONS_S)
+        check_tensor("DrivingBatch.waypoints", self.waypoints, ("B", spec.NUM_WAYPOINTS, 2), dims=dims)
+        check_tensor("DrivingBatch.route", self.route, ("B", spec.NUM_ROUTE_POINTS, 2), dims=dims)
+        for name in ("lateral", "longitudinal", "longitudinal3"):
+            check_tensor(f"DrivingBatch.{name}", getattr(self, name), ("B", k), dims=dims, dtype=torch.int64)
+        check_tensor(
+            "DrivingBatch.agent_boxes", self.agent_boxes, ("B", spec.NUM_WAYPOINTS, "A", 5), dims=dims
+        )
+        check_tensor(
+            "DrivingBatch.agent_mask",
+            self.agent_mask,
+            ("B", spec.NUM_WAYPOINTS, "A"),
+            dims=dims,
+            dtype=torch.bool,
+        )
+        check_tensor("DrivingBatch.ego_size", self.ego_size, ("B", 2), dims=dims)
+        if len(self.scene_text) != dims["B"]:
+            raise ValueError(
+                f"DrivingBatch.scene_text: expected {dims['B']} strings, got {len(self.scene_text)}"
+            )
+        return self
+
+    def to(self, device: torch.device | str) -> DrivingBatch:
+        return DrivingBatch(
+            sensors=self.sensors.to(device),
+            waypoints=self.waypoints.to(device),
+            route=self.route.to(device),
+            lateral=self.lateral.to(device),
+            longitudinal=self.longitudinal.to(device),
+            longitudinal3=self.longitudinal3.to(device),
+            agent_boxes=self.agent_boxes.to(device),
+            agent_mask=self.agent_mask.to(device),
+            ego_size=self.ego_size.to(device),
+            scene_text=list(self.scene_text),
+            meta={k: list(v) for k, v in self.meta.items()},
+        )
+
+
+# One sample as the Dataset returns it: tensors without the batch axis, plus strings and meta.
+Sample = dict
+
+
+def collate(samples: list[Sample]) -> DrivingBatch:
+    """Stack samples from `DrivingDataset` into a validated `DrivingBatch`."""
+    if not samples:
+        raise ValueError("collate: expected at least one sample, got an empty list")
+
+    def stack(name: str) -> torch.Tensor:
+        return torch.stack([s[name] for s in samples])
+
+    sensors = SensorBatch(
+        rgb_history=stack("rgb_history"),
+        rgb=stack("rgb"),
+        bev=stack("bev"),
+        ego_state=stack("ego_state"),
+        ego_history=stack("ego_history"),
+        target_point=stack("target_point"),
+        prompts=[s["prompt"] for s in samples],
+    )
+    return DrivingBatch(
+        sensors=sensors,
+        waypoints=stack("waypoints"),
+        route=stack("route"),
+        lateral=stack("lateral"),
+        longitudinal=stack("longitudinal"),
+        longitudinal3=stack("longitudinal3"),
+        agent_boxes=stack("agent_boxes"),
+        agent_mask=stack("agent_mask"),
+        ego_size=stack("ego_size"),
+        scene_text=[s["scene_text"] for s in samples],
+        meta={k: [s["meta"][k] for s in samples] for k in ("scenario", "seed", "step", "ue_step")},
+    ).validate()
+
+
+def read_index(root: str | Path) -> dict:
+    root = Path(root)
+    path = root / INDEX_NAME
+    if not path.exists():
+        raise ValueError(
+            f"dataset {root}: expected an {INDEX_NAME} (written by `automot collect`), found none"
+        )
+    try:
+        index = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: expected JSON, got unreadable content ({err})") from err
+    if index.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: expected format_version {FORMAT_VERSION}, got {index.get('format_version')!r}"
+        )
+    for key in ("episodes", "dims", "config"):
+        if key not in index:
+            raise ValueError(f"{path}: expected a {key!r} entry, it is missing")
+    return index
+
+
+class DrivingDataset(Dataset):
+    """Samples of a dataset written by `automot collect` (one or more directories with the same sizes).
+
+    `scenarios` keeps only those scenarios. Shards are loaded lazily and the `cache_shards` most recent
+    are kept in memory (per DataLoader worker).
+    """
+
+    def __init__(
+        self, roots: str | Path | list, scenarios: list[str] | None = None, cache_shards: int = 8
+    ) -> None:
+        roots = [roots] if isinstance(roots, (str, Path)) else list(roots)
+        if not roots:
+            raise ValueError("DrivingDataset.roots: expected at least one dataset directory, got none")
+        self.episodes: list[tuple[Path, dict]] = []
+        self.dims: dict[str, int] | None = None
+        for root in roots:
+            index = read_index(root)
+            if self.dims is None:
+                self.dims = dict(index["dims"])
+            elif dict(index["dims"]) != self.dims:
+                raise ValueError(
+                    f"dataset {root}: expected sizes {self.dims} like the first directory, got {index['dims']}"
+                )
+            if not index.get("complete", False):
+                raise ValueError(
+                    f"dataset {root}: expected a complete collection, the index says it is unfinished"
+                )
+            for entry in index["episodes"]:
+                if scenarios is None or entry["scenario"] in scenarios:
+                    self.episodes.append((Path(root), entry))
+        counts = np.array([e["samples"] for _, e in self.episodes], dtype=np.int64)
+        self._offsets = np.concatenate([[0], np.cumsum(counts)])
+        self._cache: OrderedDict[int, dict] = OrderedDict()
+        self._cache_size = max(cache_shards, 1)
+
+    def __len__(self) -> int:
+        return int(self._offsets[-1])
+
+    def _shard(self, episode: int) -> dict[str, np.ndarray]:
+        if episode in self._cache:
+            self._cache.move_to_end(episode)
+            return self._cache[episode]
+        root, entry = self.episodes[episode]
+        arrays = read_shard(root / entry["file"], expected_sha256=entry["sha256"], expected_dims=self.dims)
+        if len(arrays["step"]) != entry["samples"]:
+            raise ValueError(
+                f"shard {root / entry['file']}: expected {entry['samples']} samples (from the index), got {len(arrays['step'])}"
+            )
+        self._cache[episode] = arrays
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return arrays
+
+    def __getitem__(self, i: int) -> Sample:
+        if not 0 <= i < len(self):
+            raise IndexError(f"sample index {i} out of range for {len(self)} samples")
+        episode = int(np.searchsorted(self._offsets, i, side="right") - 1)
+        row = i - int(self._offsets[episode])
+        a = self._shard(episode)
+        frames = a["frames"]
+        t = torch.from_numpy
+        return {
+            "rgb_history": t(frames[a["rgb_history_idx"][row]][:, None].copy()),  # (T, V=1, 3, H, W)
+            "rgb": t(frames[a["rgb_idx"][row]].copy()),
+            "bev": t(a["bev"][row].astype(np.float32)),
+            "ego_state": t(a["ego_state"][row].copy()),
+            "ego_history": t(a["ego_history"][row].copy()),
+            "target_point": t(a["target_point"][row].copy()),
+            "waypoints": t(a["waypoints"][row].copy()),
+            "route": t(a["route"][row].copy()),
+            "lateral": t(a["lateral"][row].copy()),
+            "longitudinal": t(a["longitudinal"][row].copy()),
+            "longitudinal3": t(a["longitudinal3"][row].copy()),
+            "agent_boxes": t(a["agent_boxes"][row].copy()),
+            "agent_mask": t(a["agent_mask"][row].copy()),
+            "ego_size": t(a["ego_size"][row].copy()),
+            "prompt": str(a["prompt"][row]),
+            "scene_text": str(a["scene_text"][row]),
+            "meta": {
+                "scenario": str(a["scenario"]),
+                "seed": int(a["seed"]),
+                "step": int(a["step"][row]),
+                "ue_step": int(a["ue_step"][row]),
+            },
+        }
