@@ -81,6 +81,19 @@ class SensorBatch:
             )
         return self
 
+    def select(self, indices: list[int]) -> SensorBatch:
+        """The samples at `indices`, in that order."""
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return SensorBatch(
+            rgb_history=self.rgb_history[idx],
+            rgb=self.rgb[idx],
+            bev=self.bev[idx],
+            ego_state=self.ego_state[idx],
+            ego_history=self.ego_history[idx],
+            target_point=self.target_point[idx],
+            prompts=[self.prompts[i] for i in indices],
+        )
+
     def to(self, device: torch.device | str) -> SensorBatch:
         return SensorBatch(
             rgb_history=self.rgb_history.to(device),

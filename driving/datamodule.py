@@ -1,14 +1,15 @@
 """A LightningDataModule over collected datasets (kept apart from `driving.dataset`: importing Lightning
-costs seconds). Batches are `driving.dataset.DrivingBatch`; shuffling uses a seeded generator."""
+costs seconds). Batches are `driving.dataset.DrivingBatch`; the training order depends only on
+(seed, epoch) and is restored from Lightning checkpoints (`automot.sampling.ResumableDataLoader`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import lightning as L
-import torch
 from torch.utils.data import DataLoader
 
+from automot.sampling import ResumableDataLoader
 from driving.dataset import DrivingDataset, collate
 
 
@@ -46,16 +47,16 @@ class DrivingDataModule(L.LightningDataModule):
                 f"DrivingDataModule: expected {split}_dirs to be set for the {split} loader, got None"
             )
         self.setup()
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(
-            self.datasets[split],
+        common = dict(
             batch_size=self.batch_size,
-            shuffle=shuffle,
             num_workers=self.num_workers,
             collate_fn=collate,
-            generator=generator,
             persistent_workers=self.num_workers > 0,
         )
+        if shuffle:
+            # Order from (seed, epoch) only, saved in Lightning checkpoints: resumes are exact.
+            return ResumableDataLoader(self.datasets[split], seed=self.seed, **common)
+        return DataLoader(self.datasets[split], shuffle=False, **common)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -159,12 +159,13 @@ def read_index(root: str | Path) -> dict:
 class DrivingDataset(Dataset):
     """Samples of a dataset written by `automot collect` (one or more directories with the same sizes).
 
-    `scenarios` keeps only those scenarios. Shards are loaded lazily and the `cache_shards` most recent
-    are kept in memory (per DataLoader worker).
+    `scenarios` keeps only those scenarios. Shards are loaded lazily and kept in memory (per DataLoader
+    worker): all of them by default (a shuffled epoch touches every shard again and again), or the
+    `cache_shards` most recent.
     """
 
     def __init__(
-        self, roots: str | Path | list, scenarios: list[str] | None = None, cache_shards: int = 8
+        self, roots: str | Path | list, scenarios: list[str] | None = None, cache_shards: int | None = None
     ) -> None:
         roots = [roots] if isinstance(roots, (str, Path)) else list(roots)
         if not roots:
@@ -189,7 +190,9 @@ class DrivingDataset(Dataset):
         counts = np.array([e["samples"] for _, e in self.episodes], dtype=np.int64)
         self._offsets = np.concatenate([[0], np.cumsum(counts)])
         self._cache: OrderedDict[int, dict] = OrderedDict()
-        self._cache_size = max(cache_shards, 1)
+        if cache_shards is not None and cache_shards < 1:
+            raise ValueError(f"DrivingDataset.cache_shards: expected None (all) or >= 1, got {cache_shards}")
+        self._cache_size = len(self.episodes) if cache_shards is None else cache_shards
 
     def __len__(self) -> int:
         return int(self._offsets[-1])

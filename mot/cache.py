@@ -99,6 +99,52 @@ class UECache:
             position_offset=self.position_offset.to(device),
         )
 
+    def split(self) -> list[UECache]:
+        """One cache per sample (B = 1), padding removed: the inverse of `UECache.stack`."""
+        out = []
+        for i in range(self.batch_size):
+            keep = self.mask[i]
+            out.append(
+                replace(
+                    self,
+                    keys=tuple(k[i : i + 1, :, keep] for k in self.keys),
+                    values=tuple(v[i : i + 1, :, keep] for v in self.values),
+                    hidden=self.hidden[i : i + 1, keep],
+                    mask=self.mask[i : i + 1, keep],
+                    position_offset=self.position_offset[i : i + 1],
+                )
+            )
+        return out
+
+    @staticmethod
+    def stack(caches: list[UECache]) -> UECache:
+        """Batch caches of any lengths, left-padded like the UE's own batches (padding is zero and masked).
+
+        The action expert's output for a sample does not depend on how it was padded, so a batch
+        assembled from stored per-sample caches plans exactly like a fresh prefill of that batch.
+        """
+        if not caches:
+            raise ValueError("caches: expected at least one UECache, got an empty list")
+        s = max(c.seq_len for c in caches)
+
+        def pad(x: torch.Tensor, seq_dim: int) -> torch.Tensor:
+            missing = s - x.shape[seq_dim]
+            if not missing:
+                return x
+            shape = list(x.shape)
+            shape[seq_dim] = missing
+            return torch.cat([x.new_zeros(shape), x], dim=seq_dim)
+
+        first = caches[0]
+        return replace(
+            first,
+            keys=tuple(torch.cat([pad(c.keys[i], 2) for c in caches]) for i in range(first.num_layers)),
+            values=tuple(torch.cat([pad(c.values[i], 2) for c in caches]) for i in range(first.num_layers)),
+            hidden=torch.cat([pad(c.hidden, 1) for c in caches]),
+            mask=torch.cat([pad(c.mask, 1) for c in caches]),
+            position_offset=torch.cat([c.position_offset for c in caches]),
+        )
+
     def with_generation(self, generation: int) -> UECache:
         """The same tensors under a new generation number (no copy)."""
         return replace(self, generation=generation)

@@ -92,9 +92,11 @@ class BEVTokens(nn.Module):
 class StateTokens(nn.Module):
     """Target point (and ego state + history) -> 1 (or 2) tokens."""
 
-    def __init__(self, dim: int, use_ego: bool, target_scale_m: float) -> None:
+    def __init__(self, dim: int, use_ego: bool, target_scale_m: float, ego_scale: float = 10.0) -> None:
         super().__init__()
         self.target_scale_m = target_scale_m
+        # Speeds (m/s) and history positions (m) are tens of units: bring them to order one.
+        self.ego_scale = ego_scale
         self.target = nn.Sequential(nn.Linear(2, dim), nn.GELU(), nn.Linear(dim, dim))
         ego_in = spec.EGO_STATE_DIM + spec.HISTORY_LEN * spec.HISTORY_DIM
         self.ego = nn.Sequential(nn.Linear(ego_in, dim), nn.GELU(), nn.Linear(dim, dim)) if use_ego else None
@@ -109,5 +111,5 @@ class StateTokens(nn.Module):
         """target_point (B, 2), ego_state (B, D_s), ego_history (B, H, D_h) -> (B, 1 or 2, D)."""
         tokens = [self.target(target_point / self.target_scale_m)]
         if self.ego is not None:
-            tokens.append(self.ego(torch.cat((ego_state, ego_history.flatten(1)), dim=-1)))
+            tokens.append(self.ego(torch.cat((ego_state, ego_history.flatten(1)), dim=-1) / self.ego_scale))
         return torch.stack(tokens, dim=1)

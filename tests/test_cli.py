@@ -58,7 +58,9 @@ def test_bench_train_reports_throughput_against_a_measured_peak(capsys):
         row = result[stage]
         assert row["step_ms"] > 0 and row["gflop_per_step"] > 0
         assert row["samples_per_s"] == pytest.approx(2 / (row["step_ms"] * 1e-3), rel=0.01)
-        assert row["fraction_of_peak"] == pytest.approx(row["achieved_gflops"] / result["peak_gflops"], rel=0.02)
+        assert row["fraction_of_peak"] == pytest.approx(
+            row["achieved_gflops"] / result["peak_gflops"], rel=0.02
+        )
     # The refiner stage trains only the head: fewer trainable parameters than... its own total, and
     # none of the AE's (the AE stage trains the AE, the refiner stage a different set).
     assert result["refiner_stage"]["trainable_params"] != result["ae_stage"]["trainable_params"]

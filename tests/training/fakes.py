@@ -9,8 +9,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from automot import spec
+from automot.sampling import ResumableDataLoader
 from automot.types import SensorBatch
-from training.sampling import ResumableDataLoader
 
 
 @dataclass

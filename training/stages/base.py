@@ -22,6 +22,7 @@ from mot.decision import decision_nll
 from training.metrics import CollisionRate, DecisionAccuracy, PlanL2
 from training.optim import OptimConfig, ParameterEMA, build_optimizer, build_scheduler
 from training.policy import save_pretrained
+from training.ue_memo import UEMemo
 
 # The attributes of a DrivingBatch the stages read (documented shapes in driving.data).
 training_batch_fields = (
@@ -46,6 +47,7 @@ class PolicyStage(L.LightningModule):
         protocol: str = "stp3",
         sampling_seed: int = 0,
         export_dir: str | None = None,
+        ue_memo_items: int = 200_000,
     ) -> None:
         super().__init__()
         check_choice("protocol", protocol, ("stp3", "uniad"))
@@ -59,6 +61,7 @@ class PolicyStage(L.LightningModule):
         self.val_decision = DecisionAccuracy()
         self.ema: ParameterEMA | None = None
         self._val_generator: torch.Generator | None = None
+        self.ue_memo = UEMemo(backbone.ue, max_items=ue_memo_items)
 
     # -- setup ------------------------------------------------------------------------------------
     def setup_ema(self) -> None:
@@ -78,7 +81,7 @@ class PolicyStage(L.LightningModule):
     # -- forward pieces ---------------------------------------------------------------------------
     def forward_ae(self, batch, *, with_plan: bool, generator: torch.Generator | None = None) -> MoTOutput:
         sensors = batch.sensors.to(self.device)
-        cache = self.ue.prefill(sensors)  # frozen, no grad
+        cache = self.ue_memo.prefill(sensors, UEMemo.sample_keys(batch))  # frozen UE, memoised per sample
         return self.ae(sensors, cache, generator=generator, with_plan=with_plan)
 
     def decision_loss(self, out: MoTOutput, batch) -> dict[str, torch.Tensor]:
@@ -139,7 +142,7 @@ class PolicyStage(L.LightningModule):
         self.update_metrics(out, batch)
 
     def update_metrics(self, out: MoTOutput, batch) -> None:
-        from driving.geometry import plan_collisions
+        from driving.collision import plan_collisions
 
         waypoints = out.plan.waypoints.float()
         self.val_l2.update(waypoints, batch.waypoints.to(waypoints.device))
