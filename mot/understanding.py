@@ -122,6 +122,12 @@ class FrozenQwen3VLExpert:
     def hf_config(self):
         return self._model.config
 
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> FrozenQwen3VLExpert:
+        """Move the frozen model (e.g. onto a training process's GPU); it stays frozen."""
+        self._model.to(device=device, dtype=dtype)
+        self._check_frozen()
+        return self
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self._params)
 

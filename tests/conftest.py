@@ -9,3 +9,22 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import torch
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """A small collected dataset (expert demonstrations): root/{train,val,test}, highway + merge, short episodes."""
+    from driving.collect import CollectConfig, collect
+
+    root = tmp_path_factory.mktemp("tiny_dataset")
+    scenarios = ["highway", "merge"]
+    overrides = {name: {"duration_s": 12.0} for name in scenarios}
+    for split, episodes in (("train", 10), ("val", 2), ("test", 1)):
+        config = CollectConfig(
+            scenarios=scenarios, episodes=episodes, split=split, scenario_overrides=overrides
+        )
+        collect(config, root / split, workers=2, progress=False)
+    return root

@@ -1,7 +1,7 @@
 """`automot fit` (LightningCLI over the training stages) and `automot eval` (open and closed loop).
 
     automot fit --config configs/tiny/ae.yaml [--model.init_args.head=diffusion] [--trainer.max_steps=50]
-    automot eval --policy runs/tiny/policy_mlp --data data/tiny/test [--closed-loop --episodes 3] [--json]
+    automot eval --ckpt runs/tiny/policy_mlp --data data/tiny --split test [--closed-loop --episodes 3] [--json]
 
 `fit` hands every argument after the subcommand to Lightning's CLI (YAML with `class_path` /
 `init_args`, `--print_config`, `--ckpt_path` to resume). Lightning checkpoints are always read with
@@ -21,9 +21,97 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     fit.set_defaults(func=run_fit, passthrough=True)
 
+    ev = subparsers.add_parser("eval", help="open-loop (and closed-loop) metrics of a trained policy folder")
+    ev.add_argument("--ckpt", required=True, help="policy folder (a stage's export_dir: safetensors + JSON)")
+    ev.add_argument("--data", default=None, help="dataset root with train/ val/ test/ folders (open loop)")
+    ev.add_argument("--split", default="test", choices=("train", "val", "test"))
+    ev.add_argument(
+        "--head",
+        default=None,
+        help="evaluate with this head instead (e.g. mlp for a diffusion policy's prior)",
+    )
+    ev.add_argument("--sampling-seed", type=int, default=0, help="seed of the diffusion head's noise")
+    ev.add_argument(
+        "--closed-loop", action="store_true", help="also drive the world's scenarios (split seeds)"
+    )
+    ev.add_argument("--scenarios", nargs="+", default=None, help="closed-loop scenarios (default: all)")
+    ev.add_argument("--episodes", type=int, default=5, help="closed-loop episodes per scenario")
+    ev.add_argument("--refresh-every", type=int, default=2, help="UE cache refresh period k in steps")
+    ev.add_argument("--records", default=None, help="JSON-lines file for closed-loop episodes (resumes)")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.set_defaults(func=run_eval)
+
 
 def run_fit(args: argparse.Namespace) -> int:
     from training.lightning_cli import run_lightning_cli
 
     run_lightning_cli(["fit", "--weights_only=true", *args.extra])
     return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from training.evaluate import evaluate_closed_loop, evaluate_open_loop
+    from training.policy import load_pretrained, with_head
+
+    ckpt = Path(args.ckpt)
+    if ckpt.is_file():
+        raise ValueError(
+            f"--ckpt: expected a policy folder (a stage's export_dir), got the file {ckpt}; "
+            "Lightning .ckpt files are for resuming training (automot fit --ckpt_path)"
+        )
+    if args.data is None and not args.closed_loop:
+        raise ValueError(
+            "--data: expected a dataset root for open-loop metrics (or pass --closed-loop), got none"
+        )
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    backbone = load_pretrained(ckpt)
+    if args.head is not None:
+        with_head(backbone.ae, args.head)
+    result: dict = {"policy": str(ckpt), "head": backbone.ae.config.head, "sampling_seed": args.sampling_seed}
+    if args.data is not None:
+        data_dir = Path(args.data) / args.split
+        result["open_loop"] = evaluate_open_loop(backbone, str(data_dir), sampling_seed=args.sampling_seed)
+    if args.closed_loop:
+        from driving import available_scenarios, split_seeds
+        from mot.runtime import FastSlowPlanner
+
+        planner = FastSlowPlanner(backbone, refresh_every=args.refresh_every, seed=args.sampling_seed)
+        scenarios = args.scenarios or available_scenarios()
+        seeds = split_seeds(args.split, args.episodes)
+        result["closed_loop"] = evaluate_closed_loop(planner, scenarios, seeds, records_path=args.records)
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+    else:
+        _print_eval(result)
+    return 0
+
+
+def _print_eval(result: dict) -> None:
+    print(f"policy {result['policy']} (head {result['head']}, sampling seed {result['sampling_seed']})")
+    ol = result.get("open_loop")
+    if ol:
+        for p in ("stp3", "uniad"):
+            print(
+                f"  open loop [{p}]  L2 1s/2s/3s/avg {ol[f'l2_1s_{p}']:.3f} {ol[f'l2_2s_{p}']:.3f} {ol[f'l2_3s_{p}']:.3f} "
+                f"{ol[f'l2_avg_{p}']:.3f} m   collision avg {100 * ol[f'collision_avg_{p}']:.2f} %"
+            )
+        acc = [
+            f"{k[4:]} {100 * v:.1f}%"
+            for k, v in ol.items()
+            if k in ("acc_lateral", "acc_longitudinal", "acc_joint")
+        ]
+        print("  decisions  " + ", ".join(acc))
+    cl = result.get("closed_loop")
+    if cl:
+        print(
+            f"  closed loop  DS {cl['ds']:.2f}  SR {cl['sr']:.1f}%  RC {cl['route_completion']:.1f}%  ({cl['episodes']} episodes)"
+        )
+        for name, block in cl["per_scenario"].items():
+            print(
+                f"    {name:<13} DS {block['ds']:6.2f}  SR {block['sr']:5.1f}%  RC {block['route_completion']:5.1f}%"
+            )

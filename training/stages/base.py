@@ -73,6 +73,14 @@ class PolicyStage(L.LightningModule):
     def ue(self):
         return self.backbone.ue
 
+    def on_fit_start(self) -> None:
+        # The frozen UE is not a submodule (it is never trained or checkpointed), so Lightning does
+        # not move it: put it on this process's device once.
+        if self.ue.device != self.device:
+            self.ue.to(self.device)
+
+    on_validation_start = on_fit_start
+
     def decision_targets(self, batch) -> tuple[torch.Tensor | None, torch.Tensor]:
         if self.ae.config.decision_set == "longitudinal3":
             return None, batch.longitudinal3
