@@ -43,21 +43,35 @@ class ResumableDataLoader(DataLoader):
     which continues the saved epoch where it stopped (or starts the next one if the saved epoch was
     complete). The order never depends on Lightning's own epoch bookkeeping, which differs between a
     fresh run and a run resumed from an end-of-epoch checkpoint.
+
+    Under DDP Lightning re-creates the loader with its own `DistributedSampler` (re-seeded by epoch):
+    that sampler is then used as is, and resumes are exact at epoch boundaries.
     """
 
     def __init__(
-        self, dataset: Dataset, *, batch_size: int, seed: int = 0, shuffle: bool = True, **kwargs: Any
+        self,
+        dataset: Dataset,
+        *,
+        batch_size: int,
+        seed: int = 0,
+        shuffle: bool = True,
+        sampler: Sampler | None = None,
+        **kwargs: Any,
     ) -> None:
-        if "sampler" in kwargs or "batch_sampler" in kwargs:
+        if kwargs.pop("batch_sampler", None) is not None:
             raise ValueError(
-                "ResumableDataLoader: expected no sampler/batch_sampler argument (it owns its sampler)"
+                "ResumableDataLoader: expected no batch_sampler argument (it batches its sampler)"
             )
-        self.pass_sampler = _PassSampler(len(dataset), seed, shuffle)
-        super().__init__(dataset, batch_size=batch_size, sampler=self.pass_sampler, **kwargs)
+        self.seed, self.shuffle = seed, shuffle
+        self.pass_sampler = _PassSampler(len(dataset), seed, shuffle) if sampler is None else None
+        super().__init__(dataset, batch_size=batch_size, sampler=sampler or self.pass_sampler, **kwargs)
         self._epoch, self._batches_done = 0, 0
         self._started, self._restored = False, False
 
     def __iter__(self):
+        if self.pass_sampler is None:
+            yield from super().__iter__()
+            return
         if self._restored:
             self._restored = False
             if self._batches_done >= len(self):
@@ -72,8 +86,12 @@ class ResumableDataLoader(DataLoader):
             yield batch
 
     def state_dict(self) -> dict[str, int]:
+        if self.pass_sampler is None:
+            return {}
         return {"epoch": self._epoch, "batches_done": self._batches_done}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
+        if self.pass_sampler is None or not state:
+            return
         self._epoch, self._batches_done = int(state["epoch"]), int(state["batches_done"])
         self._restored = True

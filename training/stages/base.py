@@ -166,6 +166,15 @@ class PolicyStage(L.LightningModule):
             metric.reset()
 
     # -- export -----------------------------------------------------------------------------------
+    def on_train_end(self) -> None:
+        # DDP keeps parameters identical but lets each rank update its own buffers (BatchNorm running
+        # statistics) after rank 0's were broadcast at the start of the step. Rank 0's buffers are
+        # the authoritative ones (they are what DDP broadcasts and what rank 0 exports): copy them to
+        # every rank so all processes end with the same network. (SyncBatchNorm is GPU-only.)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            for buffer in self.ae.buffers():
+                torch.distributed.broadcast(buffer, src=0)
+
     def on_fit_end(self) -> None:
         if self.export_dir is not None and self.trainer.is_global_zero:
             self.save_pretrained(self.export_dir)
