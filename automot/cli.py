@@ -12,10 +12,10 @@ import importlib
 import sys
 
 SUBCOMMAND_MODULES: tuple[str, ...] = (
-    "automot.demo",
     "automot.bench",
     "training.cli",
     "driving.cli",
+    "studies.cli",
 )
 
 

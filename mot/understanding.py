@@ -103,9 +103,18 @@ class FrozenQwen3VLExpert:
         path = str(path)
         if not os.path.isdir(path):
             raise ValueError(f"UE checkpoint: expected a local directory, got {path!r}")
-        model = Qwen3VLForConditionalGeneration.from_pretrained(
-            path, local_files_only=True, use_safetensors=True, dtype=dtype
-        ).to(device)
+        from transformers.utils import logging as hf_logging
+
+        # A local load needs no per-shard progress bar (it floods study logs); restore the setting after.
+        bar = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        try:
+            model = Qwen3VLForConditionalGeneration.from_pretrained(
+                path, local_files_only=True, use_safetensors=True, dtype=dtype
+            ).to(device)
+        finally:
+            if bar:
+                hf_logging.enable_progress_bar()
         processor = AutoProcessor.from_pretrained(path, local_files_only=True)
         return cls(model, processor, system_prompt=system_prompt)
 

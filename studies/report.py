@@ -1,0 +1,278 @@
+"""The human side of a study: `report.md` (a table like the paper's table 9, the seed-spread split,
+head-vs-MLP differences, per-scenario scores, every run) and PNG plots (driving score per head over
+seeds, L2 per horizon, plan overlays of the MLP and diffusion heads on the same test scenes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from automot.io import write_text_atomic
+from studies.config import StudyConfig
+from studies.summary import headline_table
+
+PLOTS = ("ds_by_head.png", "l2_by_horizon.png", "trajectories.png")
+
+
+def _pm(mean, std, digits=2) -> str:
+    if mean is None:
+        return "–"
+    return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _num(x, digits=2) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def format_headline(summary: dict) -> str:
+    """The table-9 style headline as markdown."""
+    lines = [
+        "| Head | runs | DS mean ± std | DS best | DS 95% CI of mean | SR % mean ± std | SR best | L2 avg (m, ST-P3) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in headline_table(summary):
+        name = row["head"] + (" (baseline)" if row["kind"] == "baseline" else "")
+        lo, hi = row["ds_ci"]
+        lines.append(
+            f"| {name} | {row['n']} | {_pm(row['ds_mean'], row['ds_std'])} | {_num(row['ds_best'])} | "
+            f"[{_num(lo)}, {_num(hi)}] | {_pm(row['sr_mean'], row['sr_std'], 1)} | {_num(row['sr_best'], 1)} | "
+            f"{_num(row['l2_avg'], 3)} |"
+        )
+    return "\n".join(lines)
+
+
+def write_report(study: Path, config: StudyConfig, summary: dict, runs: list[dict]) -> Path:
+    plots = make_plots(study, config, summary, runs)
+    heads = summary["heads"]
+    out = [
+        f"# Variance study: {', '.join(h.key for h in config.heads)} (+ baselines)",
+        "",
+        f"Preset `{config.preset}`; training seeds {config.training_seeds}; sampling seeds {config.sampling_seeds}; "
+        f"scenarios {config.data.scenarios}; {config.eval.episodes} closed-loop episode(s) per scenario on test-split seeds; "
+        f"{summary['n_runs']}/{summary['expected_runs']} runs finished. A run is one (head, training seed, sampling seed); "
+        "its DS is the mean route score over its episodes. Baselines run once (they are deterministic and untrained).",
+        "",
+        "## Closed loop, as in the paper's table 9",
+        "",
+        format_headline(summary),
+        "",
+        "## Where the spread comes from",
+        "",
+        "DS standard deviation between training seeds (of each training seed's mean over sampling seeds) and within a "
+        "training seed (the sampler's spread for one trained model; 0 for a deterministic head).",
+        "",
+        "| Head | between training seeds | within a training seed (sampling) |",
+        "|---|---|---|",
+    ]
+    for key, entry in heads.items():
+        spread = entry.get("seed_spread", {}).get("ds")
+        if spread:
+            out.append(
+                f"| {key} | {_num(spread['between_training_std'])} | {_num(spread['within_training_std'])} |"
+            )
+    comparisons = summary.get("comparisons", {})
+    if comparisons:
+        out += [
+            "",
+            "## Difference to the MLP head",
+            "",
+            "| Comparison | metric | difference | 95% CI (bootstrap) | Welch t | p |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, comp in comparisons.items():
+            for metric, c in comp.items():
+                out.append(
+                    f"| {name} | {metric} | {_num(c['diff'], 3)} | [{_num(c['ci_low'], 3)}, {_num(c['ci_high'], 3)}] | "
+                    f"{_num(c['welch_t'])} | {_num(c['welch_p'], 3)} |"
+                )
+    scenarios = list(config.data.scenarios)
+    out += [
+        "",
+        "## Driving score per scenario (mean ± std over runs)",
+        "",
+        "| Head | " + " | ".join(scenarios) + " |",
+        "|---|" + "---|" * len(scenarios),
+    ]
+    for key, entry in heads.items():
+        cells = [
+            _pm(entry["per_scenario"].get(s, {}).get("mean"), entry["per_scenario"].get(s, {}).get("std"), 1)
+            for s in scenarios
+        ]
+        out.append(f"| {key} | " + " | ".join(cells) + " |")
+    out += [
+        "",
+        "## Open loop (test-split demonstrations)",
+        "",
+        "| Head | L2 1s | L2 2s | L2 3s | L2 avg (ST-P3) | L2 avg (UniAD) | collision % | decision acc (joint) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key, entry in heads.items():
+        m = entry["metrics"]
+        if "l2_avg" not in m:
+            continue
+        coll = m.get("collision_avg", {}).get("mean")
+        acc = m.get("acc_joint", {}).get("mean")
+        out.append(
+            f"| {key} | {_pm(m['l2_1s']['mean'], m['l2_1s'].get('std'), 3)} | {_pm(m['l2_2s']['mean'], m['l2_2s'].get('std'), 3)} | "
+            f"{_pm(m['l2_3s']['mean'], m['l2_3s'].get('std'), 3)} | {_pm(m['l2_avg']['mean'], m['l2_avg'].get('std'), 3)} | "
+            f"{_num(m['l2_avg_uniad']['mean'], 3)} | {_num(None if coll is None else 100 * coll)} | {_num(None if acc is None else 100 * acc, 1)} |"
+        )
+    out += [
+        "",
+        "## Every run",
+        "",
+        "| run | head | training seed | sampling seed | DS | SR % | RC % | L2 avg | collisions |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(runs, key=lambda r: r["run_id"]):
+        cl, ol = r["closed_loop"], r.get("open_loop", {})
+        out.append(
+            f"| {r['run_id']} | {r['head']} | {_seed(r['training_seed'])} | {_seed(r['sampling_seed'])} | {cl['ds']:.2f} | {cl['sr']:.1f} | "
+            f"{cl['route_completion']:.1f} | {_num(ol.get('l2_avg_stp3'), 3)} | {cl['infractions'].get('collision_vehicle', 0)} |"
+        )
+    out += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
+    path = study / "report.md"
+    write_text_atomic(path, "\n".join(out) + "\n")
+    return path
+
+
+def _seed(s) -> str:
+    return "–" if s is None else str(s)
+
+
+def make_plots(study: Path, config: StudyConfig, summary: dict, runs: list[dict]) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    paths = [_plot_ds(study, config, runs), _plot_l2(study, summary)]
+    overlay = _plot_trajectories(study, config)
+    if overlay is not None:
+        paths.append(overlay)
+    return [p for p in paths if p is not None]
+
+
+def _plot_ds(study: Path, config: StudyConfig, runs: list[dict]) -> Path:
+    import matplotlib.pyplot as plt
+
+    keys = [h.key for h in config.heads] + list(config.baselines)
+    fig, ax = plt.subplots(figsize=(1.6 * len(keys) + 2, 4))
+    cmap = plt.get_cmap("tab10")
+    markers = "os^Dv<>p"
+    rng = np.random.default_rng(0)
+    for i, key in enumerate(keys):
+        rs = [r for r in runs if r["head"] == key]
+        values = [r["closed_loop"]["ds"] for r in rs]
+        if len(values) >= 3:
+            ax.boxplot([values], positions=[i], widths=0.5, showfliers=False, medianprops={"color": "black"})
+        for r in rs:
+            t, s = r["training_seed"], r["sampling_seed"]
+            colour = "gray" if t is None else cmap(config.training_seeds.index(t) % 10)
+            marker = "*" if s is None else markers[config.sampling_seeds.index(s) % len(markers)]
+            ax.scatter(
+                i + rng.uniform(-0.15, 0.15),
+                r["closed_loop"]["ds"],
+                color=colour,
+                marker=marker,
+                s=45,
+                zorder=3,
+            )
+    ax.set_xticks(range(len(keys)), keys)
+    ax.set_ylabel("driving score per run")
+    ax.set_ylim(0, 105)
+    ax.set_title("DS over training seeds (colour) and sampling seeds (marker)")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path = study / "ds_by_head.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _plot_l2(study: Path, summary: dict) -> Path | None:
+    import matplotlib.pyplot as plt
+
+    entries = [(k, e["metrics"]) for k, e in summary["heads"].items() if "l2_1s" in e["metrics"]]
+    if not entries:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    width = 0.8 / len(entries)
+    for j, (key, m) in enumerate(entries):
+        means = [m[f"l2_{h}s"]["mean"] for h in (1, 2, 3)]
+        stds = [m[f"l2_{h}s"].get("std") or 0.0 for h in (1, 2, 3)]
+        ax.bar(np.arange(3) + j * width, means, width, yerr=stds, capsize=3, label=key)
+    ax.set_xticks(np.arange(3) + width * (len(entries) - 1) / 2, ["1 s", "2 s", "3 s"])
+    ax.set_ylabel("L2 (m, ST-P3 protocol)")
+    ax.set_title("Open-loop L2 per horizon (mean ± std over runs)")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path = study / "l2_by_horizon.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _plot_trajectories(study: Path, config: StudyConfig, scenes: int = 3, samples: int = 8) -> Path | None:
+    """MLP plan vs diffusion plan and candidates on the same test scenes (first training seed)."""
+    import matplotlib.pyplot as plt
+    import torch
+
+    from driving.config import BEVConfig
+    from driving.dataset import DrivingDataset, collate
+    from driving.viz import bev_to_rgb
+    from studies.tasks import data_dir, policy_dir
+    from training.policy import load_pretrained
+
+    seed = config.training_seeds[0]
+    others = [h.key for h in config.heads if h.key != "mlp"]
+    folders = {k: policy_dir(study, seed, k) for k in ["mlp", *others]}
+    if not all((f / "mot_config.json").exists() for f in folders.values()):
+        return None
+    dataset = DrivingDataset(str(data_dir(study, "test")))
+    picks = np.linspace(0, len(dataset) - 1, scenes).round().astype(int).tolist()
+    batch = collate([dataset[i] for i in picks])
+    plans = {}
+    with torch.no_grad():
+        for key, folder in folders.items():
+            backbone = load_pretrained(folder)
+            g = torch.Generator().manual_seed(0)
+            out = backbone(batch.sensors, generator=g)
+            if key != "mlp":
+                cache = backbone.prefill(batch.sensors)
+                ctx = backbone.ae(batch.sensors, cache, with_plan=False).context
+                cand = backbone.ae.head(ctx, generator=torch.Generator().manual_seed(1), num_samples=samples)
+                plans[key + " samples"] = cand.waypoint_samples.numpy()
+            plans[key] = out.plan.waypoints.numpy()
+    b = BEVConfig()
+    fig, axes = plt.subplots(1, scenes, figsize=(4 * scenes, 4.6))
+    colours = {"mlp": "magenta", **{k: c for k, c in zip(others, ("deepskyblue", "orange", "lime"))}}
+    for i, ax in enumerate(np.atleast_1d(axes)):
+        ax.imshow(
+            bev_to_rgb(batch.sensors.bev[i].numpy()), extent=(-b.side_m, b.side_m, -b.behind_m, b.ahead_m)
+        )
+        gt = batch.waypoints[i].numpy()
+        ax.plot(-gt[:, 1], gt[:, 0], "o-", color="white", ms=4, lw=1.5, label="expert")
+        for key in others:
+            for k in range(samples):
+                s = plans[key + " samples"][i, k]
+                ax.plot(-s[:, 1], s[:, 0], "-", color=colours[key], alpha=0.25, lw=1)
+        for key in ["mlp", *others]:
+            p = plans[key][i]
+            ax.plot(-p[:, 1], p[:, 0], "x--", color=colours[key], ms=5, label=key)
+        meta = batch.meta
+        ax.set_title(f"{meta['scenario'][i]} seed {meta['seed'][i]} step {meta['step'][i]}", fontsize=9)
+        ax.set_xlim(-15, 15)
+        ax.set_ylim(-b.behind_m, b.ahead_m)
+        ax.set_xticks([])
+        if i == 0:
+            ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(
+        f"Plans on test scenes (training seed {seed}); faint lines: {samples} diffusion candidates",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    path = study / "trajectories.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

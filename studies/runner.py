@@ -1,0 +1,203 @@
+"""Run a study: schedule its tasks over worker processes as their dependencies finish, collect one
+line per finished run in `runs.jsonl`, then write `summary.json`, `report.md` and the plots.
+
+Executors (all run the same `studies.tasks.run_task`):
+- "local":           a pool of spawned worker processes on this machine (`workers` of them);
+- "submitit-local":  submitit's local executor (one subprocess per task), the same code path a
+                     SLURM cluster uses;
+- "submitit-slurm":  submitit on SLURM: one job per task, submitted as its dependencies finish.
+
+Resuming: finished tasks are skipped (their outputs exist); a run file written by a worker that the
+orchestrator did not get to record is recorded at start-up. `runs.jsonl` is written by this process
+only (one writer), in completion order; the summary sorts runs, so it does not depend on that order.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import signal
+import sys
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+from automot.io import append_jsonl, read_jsonl, write_json_atomic
+from studies.config import StudyConfig, load_study_config
+from studies.tasks import Task, is_done, plan_tasks, run_path, run_task
+
+EXECUTORS = ("local", "submitit-local", "submitit-slurm")
+# Fault injection for the resume tests: SIGKILL this process after N tasks have finished.
+KILL_AFTER_ENV = "AUTOMOT_STUDY_KILL_AFTER_TASKS"
+
+
+@dataclass
+class StudyResult:
+    study_dir: Path
+    summary_path: Path
+    report_path: Path
+    summary: dict
+
+
+def _threads_for(task: Task, config_workers: int) -> int:
+    # A task's thread count is fixed by the task (not by scheduling), so its numbers never depend on
+    # how busy the machine was. Single tasks that block everything else (UE pretraining) get the workers.
+    return max(1, config_workers) if task.kind == "ue" else 1
+
+
+class _LocalPool:
+    def __init__(self, workers: int) -> None:
+        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+
+    def submit(self, fn: Callable, *args) -> Future:
+        return self.pool.submit(fn, *args)
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Submitit:
+    """submitit jobs wrapped in futures (a thread waits on each job's result)."""
+
+    def __init__(self, folder: Path, cluster: str, workers: int, slurm: dict | None) -> None:
+        import submitit
+
+        self.executor = submitit.AutoExecutor(
+            folder=str(folder), cluster=None if cluster == "slurm" else cluster
+        )
+        params = {"timeout_min": 24 * 60, "cpus_per_task": 1}
+        if cluster == "slurm":
+            params.update({f"slurm_{k}": v for k, v in (slurm or {}).items()})
+        self.executor.update_parameters(**params)
+        self.waiters = ThreadPoolExecutor(max_workers=max(1, workers))
+        self.limit = workers
+
+    def submit(self, fn: Callable, *args) -> Future:
+        job = self.executor.submit(fn, *args)
+        return self.waiters.submit(job.result)
+
+    def shutdown(self) -> None:
+        self.waiters.shutdown(wait=True)
+
+
+def _make_executor(kind: str, study: Path, workers: int, slurm: dict | None):
+    if kind == "local":
+        return _LocalPool(workers)
+    if kind == "submitit-local":
+        return _Submitit(study / "work" / "submitit", "local", workers, None)
+    if kind == "submitit-slurm":
+        return _Submitit(study / "work" / "submitit", "slurm", workers, slurm)
+    raise ValueError(f"executor: expected one of {list(EXECUTORS)}, got {kind!r}")
+
+
+def prepare_study(study: Path, config: StudyConfig) -> None:
+    """Create the folder and store the config; a resumed study must have the same config."""
+    study.mkdir(parents=True, exist_ok=True)
+    path = study / "study.json"
+    wanted = json.loads(json.dumps(config.to_dict()))
+    if path.exists():
+        stored = json.loads(path.read_text())
+        if stored != wanted:
+            diff = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+            raise ValueError(
+                f"study {study}: expected the config it was started with to resume it; these fields differ: {diff} "
+                "(use another --out folder for another study)"
+            )
+    else:
+        write_json_atomic(path, wanted)
+
+
+def record_finished_runs(study: Path, tasks: list[Task]) -> None:
+    """Append every finished run that runs.jsonl does not list yet (the single writer of that file)."""
+    runs_file = study / "runs.jsonl"
+    listed = {r["run_id"] for r in read_jsonl(runs_file)}
+    for task in tasks:
+        rid = task.params.get("run_id")
+        if rid is not None and rid not in listed and run_path(study, rid).exists():
+            append_jsonl(runs_file, json.loads(run_path(study, rid).read_text()))
+            listed.add(rid)
+
+
+def run_study(
+    study_dir: str | Path,
+    config: StudyConfig,
+    *,
+    workers: int = 2,
+    executor: str = "local",
+    slurm: dict | None = None,
+    progress: Callable[[str], None] | None = print,
+) -> StudyResult:
+    from studies.report import write_report
+    from studies.summary import summarize_study
+
+    if workers < 1:
+        raise ValueError(f"workers: expected >= 1, got {workers}")
+    study = Path(study_dir)
+    prepare_study(study, config)
+    tasks = plan_tasks(config)
+    record_finished_runs(study, tasks)
+    config_dict = json.loads(json.dumps(config.to_dict()))
+    done = {t.id for t in tasks if is_done(study, t)}
+    pending = [t for t in tasks if t.id not in done]
+    kill_after = int(os.environ.get(KILL_AFTER_ENV, "0") or 0)
+    finished_now = 0
+    say = progress or (lambda _msg: None)
+    say(
+        f"study {study}: {len(tasks)} tasks, {len(done)} already done, {len(pending)} to run on {workers} worker(s)"
+    )
+
+    pool = _make_executor(executor, study, workers, slurm)
+    running: dict[Future, Task] = {}
+    try:
+        while pending or running:
+            ready = [t for t in pending if all(d in done for d in t.deps)]
+            for task in ready[: max(0, workers - len(running))]:
+                pending.remove(task)
+                running[
+                    pool.submit(run_task, str(study), config_dict, task.id, _threads_for(task, workers))
+                ] = task
+            if not running:
+                blocked = [t.id for t in pending]
+                raise RuntimeError(f"study: tasks {blocked} wait for dependencies that cannot finish")
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in finished:
+                task = running.pop(future)
+                future.result()  # a failed task stops the study with its own error
+                done.add(task.id)
+                finished_now += 1
+                record_finished_runs(study, [task])
+                say(f"  done {task.id}  ({len(done)}/{len(tasks)})")
+                if kill_after and finished_now >= kill_after:
+                    sys.stdout.flush()
+                    os.kill(os.getpid(), signal.SIGKILL)
+    finally:
+        pool.shutdown()
+
+    runs = read_jsonl(study / "runs.jsonl")
+    summary = summarize_study(runs, config)
+    summary_path = study / "summary.json"
+    write_json_atomic(summary_path, summary)
+    report_path = write_report(study, config, summary, runs)
+    return StudyResult(study_dir=study, summary_path=summary_path, report_path=report_path, summary=summary)
+
+
+def load_or_build_config(profile: str, config_file: str | None, overrides: dict | None) -> StudyConfig:
+    file_overrides: dict = {}
+    if config_file is not None:
+        import yaml
+
+        path = Path(config_file)
+        if not path.exists():
+            raise ValueError(f"--config: expected an existing YAML/JSON file, got {path}")
+        file_overrides = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(file_overrides, dict):
+            raise ValueError(
+                f"--config {path}: expected a mapping of study fields, got {type(file_overrides).__name__}"
+            )
+        profile = file_overrides.pop("profile", profile)
+    merged = {**file_overrides}
+    for k, v in (overrides or {}).items():
+        merged[k] = {**merged.get(k, {}), **v} if isinstance(v, dict) else v
+    return load_study_config(profile, merged)

@@ -1,0 +1,160 @@
+"""Statistics of a study (`summary.json`): per head and metric over its runs, the split of the spread
+into training seeds and sampling seeds, per-scenario driving scores, and head-vs-MLP comparisons.
+
+Runs are sorted before anything is computed and the bootstrap is seeded, so the summary depends only
+on the set of finished runs, not on the order they finished in.
+"""
+
+from __future__ import annotations
+
+import math
+
+from studies.config import StudyConfig
+from studies.stats import compare, describe, seed_spread
+
+# (key in the summary, where it lives in a run record, higher is better)
+CLOSED_LOOP = {
+    "ds": ("closed_loop", "ds", True),
+    "sr": ("closed_loop", "sr", True),
+    "route_completion": ("closed_loop", "route_completion", True),
+    "collision_rate": ("closed_loop", "collision_rate", False),
+}
+OPEN_LOOP = {
+    "l2_1s": ("open_loop", "l2_1s_stp3", False),
+    "l2_2s": ("open_loop", "l2_2s_stp3", False),
+    "l2_3s": ("open_loop", "l2_3s_stp3", False),
+    "l2_avg": ("open_loop", "l2_avg_stp3", False),
+    "l2_avg_uniad": ("open_loop", "l2_avg_uniad", False),
+    "collision_avg": ("open_loop", "collision_avg_stp3", False),
+    "acc_joint": ("open_loop", "acc_joint", True),
+    "acc_lateral": ("open_loop", "acc_lateral", True),
+    "acc_longitudinal": ("open_loop", "acc_longitudinal", True),
+}
+METRICS = {**CLOSED_LOOP, **OPEN_LOOP}
+
+
+def _value(run: dict, where: tuple) -> float | None:
+    section, key, _ = where
+    value = run.get(section, {}).get(key)
+    return None if value is None else float(value)
+
+
+def _clean(obj):
+    """JSON has no NaN: undefined statistics (e.g. std of one run) become None."""
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def summarize_study(runs: list[dict], config: StudyConfig) -> dict:
+    runs = sorted(runs, key=lambda r: r["run_id"])
+    order = [h.key for h in config.heads] + list(config.baselines)
+    by_head = {key: [r for r in runs if r["head"] == key] for key in order}
+    boot = config.bootstrap_samples
+    heads: dict[str, dict] = {}
+    for key, rs in by_head.items():
+        entry: dict = {
+            "kind": "baseline" if key in config.baselines else "head",
+            "n_runs": len(rs),
+            "runs": [r["run_id"] for r in rs],
+            "metrics": {},
+            "seed_spread": {},
+            "per_scenario": {},
+        }
+        for name, where in METRICS.items():
+            pairs = [(r, v) for r in rs if (v := _value(r, where)) is not None]
+            if not pairs:
+                continue
+            values = [v for _, v in pairs]
+            entry["metrics"][name] = describe(values, higher_is_better=where[2], n_boot=boot, seed=0)
+            if entry["kind"] == "head":
+                entry["seed_spread"][name] = seed_spread(values, [r["training_seed"] for r, _ in pairs])
+        scenarios = sorted({s for r in rs for s in r.get("closed_loop", {}).get("per_scenario", {})})
+        for scenario in scenarios:
+            ds = [
+                r["closed_loop"]["per_scenario"][scenario]["ds"]
+                for r in rs
+                if scenario in r["closed_loop"]["per_scenario"]
+            ]
+            entry["per_scenario"][scenario] = describe(ds, higher_is_better=True, n_boot=boot, seed=0)
+        if entry["kind"] == "head" and rs:
+            entry["by_training_seed"] = {
+                str(seed): describe(
+                    [r["closed_loop"]["ds"] for r in rs if r["training_seed"] == seed], n_boot=boot, seed=0
+                )
+                for seed in config.training_seeds
+                if any(r["training_seed"] == seed for r in rs)
+            }
+        heads[key] = entry
+
+    comparisons = {}
+    base = by_head.get("mlp", [])
+    for h in config.heads:
+        if h.key == "mlp" or not by_head[h.key] or not base:
+            continue
+        comp = {}
+        for name in ("ds", "sr", "route_completion", "l2_avg", "collision_avg"):
+            a = [v for r in by_head[h.key] if (v := _value(r, METRICS[name])) is not None]
+            b = [v for r in base if (v := _value(r, METRICS[name])) is not None]
+            if a and b:
+                comp[name] = compare(a, b, n_boot=boot, seed=0)
+        comparisons[f"{h.key}_vs_mlp"] = comp
+
+    expected = len(config.heads) * len(config.training_seeds) * len(config.sampling_seeds) + len(
+        config.baselines
+    )
+    summary = {
+        "config": {
+            "preset": config.preset,
+            "heads": [h.key for h in config.heads],
+            "baselines": list(config.baselines),
+            "training_seeds": list(config.training_seeds),
+            "sampling_seeds": list(config.sampling_seeds),
+            "scenarios": list(config.data.scenarios),
+            "episodes_per_scenario": config.eval.episodes,
+        },
+        "complete": len(runs) == expected,
+        "n_runs": len(runs),
+        "expected_runs": expected,
+        "heads": heads,
+        "comparisons": comparisons,
+        "headline": {
+            key: {
+                f"{m}_{stat}": heads[key]["metrics"].get(m, {}).get(stat)
+                for m in ("ds", "sr")
+                for stat in ("mean", "std", "best")
+            }
+            for key in order
+            if heads[key]["metrics"]
+        },
+    }
+    return _clean(summary)
+
+
+def headline_table(summary: dict) -> list[dict]:
+    """Rows of the paper-table-9 style headline: head, DS mean/std/best, SR mean/std/best, n."""
+    rows = []
+    for key, entry in summary["heads"].items():
+        m = entry["metrics"]
+        if "ds" not in m:
+            continue
+        rows.append(
+            {
+                "head": key,
+                "kind": entry["kind"],
+                "n": entry["n_runs"],
+                "ds_mean": m["ds"]["mean"],
+                "ds_std": m["ds"].get("std"),
+                "ds_best": m["ds"]["best"],
+                "ds_ci": (m["ds"]["ci_low"], m["ds"]["ci_high"]),
+                "sr_mean": m["sr"]["mean"],
+                "sr_std": m["sr"].get("std"),
+                "sr_best": m["sr"]["best"],
+                "l2_avg": m.get("l2_avg", {}).get("mean"),
+            }
+        )
+    return rows
