@@ -13,6 +13,7 @@ directory (`save_qwen3vl`) is a normal HF checkpoint folder (safetensors + JSON)
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -171,10 +172,25 @@ def build_raw_qwen3vl(config: QwenUEConfig, *, device: torch.device | str = "cpu
     return model, build_offline_processor(config)
 
 
+@contextlib.contextmanager
+def quiet_hf_progress():
+    """No per-shard progress bars while a local folder is written or read (they flood study logs)."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
 def save_qwen3vl(model, processor, directory: str | os.PathLike) -> Path:
     """Write an HF checkpoint folder: `model.safetensors` + `config.json` + processor JSON files."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory, safe_serialization=True)
+    with quiet_hf_progress():
+        model.save_pretrained(directory, safe_serialization=True)
     processor.save_pretrained(directory)
     return directory

@@ -103,18 +103,12 @@ class FrozenQwen3VLExpert:
         path = str(path)
         if not os.path.isdir(path):
             raise ValueError(f"UE checkpoint: expected a local directory, got {path!r}")
-        from transformers.utils import logging as hf_logging
+        from mot.qwen_offline import quiet_hf_progress
 
-        # A local load needs no per-shard progress bar (it floods study logs); restore the setting after.
-        bar = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()
-        try:
+        with quiet_hf_progress():
             model = Qwen3VLForConditionalGeneration.from_pretrained(
                 path, local_files_only=True, use_safetensors=True, dtype=dtype
             ).to(device)
-        finally:
-            if bar:
-                hf_logging.enable_progress_bar()
         processor = AutoProcessor.from_pretrained(path, local_files_only=True)
         return cls(model, processor, system_prompt=system_prompt)
 

@@ -14,6 +14,7 @@ only (one writer), in completion order; the summary sorts runs, so it does not d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -41,15 +42,27 @@ class StudyResult:
     summary: dict
 
 
-def _threads_for(task: Task, config_workers: int) -> int:
-    # A task's thread count is fixed by the task (not by scheduling), so its numbers never depend on
-    # how busy the machine was. Single tasks that block everything else (UE pretraining) get the workers.
-    return max(1, config_workers) if task.kind == "ue" else 1
+def _threads_for(task: Task) -> int:
+    # A task's thread count is fixed by the task (not by scheduling or --workers), so its numbers
+    # never depend on how it was scheduled. UE pretraining runs while nothing else can: two threads.
+    return 2 if task.kind == "ue" else 1
+
+
+def _die_with_parent() -> None:
+    """Worker initializer: on Linux, ask the kernel to kill this worker when the orchestrator dies, so
+    an interrupted study leaves no orphaned workers behind (their outputs are atomic, nothing is lost)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 class _LocalPool:
     def __init__(self, workers: int) -> None:
-        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+        self.pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_die_with_parent
+        )
 
     def submit(self, fn: Callable, *args) -> Future:
         return self.pool.submit(fn, *args)
@@ -129,13 +142,35 @@ def run_study(
     slurm: dict | None = None,
     progress: Callable[[str], None] | None = print,
 ) -> StudyResult:
-    from studies.report import write_report
-    from studies.summary import summarize_study
-
     if workers < 1:
         raise ValueError(f"workers: expected >= 1, got {workers}")
     study = Path(study_dir)
     prepare_study(study, config)
+    with _exclusive(study):
+        return _run_locked(study, config, workers, executor, slurm, progress)
+
+
+@contextlib.contextmanager
+def _exclusive(study: Path):
+    """One orchestrator per study folder: a second one would race the first on the same outputs."""
+    import fcntl
+
+    with open(study / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            raise ValueError(
+                f"study {study}: expected no other process running it, but its lock is held"
+            ) from err
+        yield
+
+
+def _run_locked(
+    study: Path, config: StudyConfig, workers: int, executor: str, slurm: dict | None, progress
+) -> StudyResult:
+    from studies.report import write_report
+    from studies.summary import summarize_study
+
     tasks = plan_tasks(config)
     record_finished_runs(study, tasks)
     config_dict = json.loads(json.dumps(config.to_dict()))
@@ -155,9 +190,7 @@ def run_study(
             ready = [t for t in pending if all(d in done for d in t.deps)]
             for task in ready[: max(0, workers - len(running))]:
                 pending.remove(task)
-                running[
-                    pool.submit(run_task, str(study), config_dict, task.id, _threads_for(task, workers))
-                ] = task
+                running[pool.submit(run_task, str(study), config_dict, task.id, _threads_for(task))] = task
             if not running:
                 blocked = [t.id for t in pending]
                 raise RuntimeError(f"study: tasks {blocked} wait for dependencies that cannot finish")

@@ -1,0 +1,132 @@
+"""A whole (smoke-profile) study: sampling spread is where it should be, the report lists everything,
+and a study killed mid-way then resumed ends with the summary of an uninterrupted one."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from automot.io import read_jsonl
+from studies.config import load_study_config
+from studies.runner import KILL_AFTER_ENV, run_study
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    study = tmp_path_factory.mktemp("smoke_study")
+    result = run_study(study, load_study_config("smoke"), workers=2, progress=None)
+    return result, read_jsonl(study / "runs.jsonl")
+
+
+def _by_id(runs):
+    return {r["run_id"]: r for r in runs}
+
+
+def test_every_run_finished_and_the_summary_matches_the_runs(smoke):
+    result, runs = smoke
+    s = result.summary
+    assert s["complete"] and s["n_runs"] == len(runs) == 2 * 2 * 2 + 2
+    mlp_ds = [r["closed_loop"]["ds"] for r in runs if r["head"] == "mlp"]
+    assert s["heads"]["mlp"]["metrics"]["ds"]["mean"] == pytest.approx(sum(mlp_ds) / len(mlp_ds))
+    assert s["heads"]["mlp"]["metrics"]["ds"]["best"] == pytest.approx(max(mlp_ds))
+    assert set(s["headline"]) == {"mlp", "diffusion", "expert", "constant_velocity"}
+    assert "diffusion_vs_mlp" in s["comparisons"]
+
+
+def test_mlp_has_no_sampling_spread_and_diffusion_does(smoke):
+    _, runs = smoke
+    by_id = _by_id(runs)
+    for t in (0, 1):
+        a, b = by_id[f"mlp__t{t}__s0"], by_id[f"mlp__t{t}__s1"]
+        assert a["closed_loop"]["episode_scores"] == b["closed_loop"]["episode_scores"]
+        assert a["closed_loop"]["ds"] == b["closed_loop"]["ds"]
+        assert a["open_loop"] == b["open_loop"]
+    # The diffusion head's noise comes from the sampling seed: plans (open loop) differ for every
+    # trained model, and so does at least one closed-loop outcome.
+    for t in (0, 1):
+        a, b = by_id[f"diffusion__t{t}__s0"], by_id[f"diffusion__t{t}__s1"]
+        assert a["open_loop"]["l2_avg_stp3"] != b["open_loop"]["l2_avg_stp3"]
+    assert any(
+        by_id[f"diffusion__t{t}__s0"]["closed_loop"]["episode_scores"]
+        != by_id[f"diffusion__t{t}__s1"]["closed_loop"]["episode_scores"]
+        for t in (0, 1)
+    )
+    spread = smoke[0].summary["heads"]["mlp"]["seed_spread"]["ds"]
+    assert spread["within_training_std"] == 0.0
+
+
+def test_report_lists_every_head_seed_and_both_baselines(smoke):
+    result, runs = smoke
+    report = result.report_path.read_text()
+    for head in ("mlp", "diffusion", "expert (baseline)", "constant_velocity (baseline)"):
+        assert f"| {head} |" in report
+    for r in runs:
+        assert f"| {r['run_id']} |" in report
+    for seed in (0, 1):
+        assert f"__t{seed}__s0" in report and f"__t{seed}__s1" in report
+    for plot in ("ds_by_head.png", "l2_by_horizon.png", "trajectories.png"):
+        assert (result.study_dir / plot).stat().st_size > 5000
+        assert f"({plot})" in report
+
+
+def test_a_killed_and_resumed_study_ends_with_the_same_summary(smoke, tmp_path):
+    result, _ = smoke
+    study = tmp_path / "resumed"
+    env = {**os.environ, KILL_AFTER_ENV: "9", "PYTHONPATH": str(ROOT)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "automot.cli",
+        "study",
+        "--profile",
+        "smoke",
+        "--out",
+        str(study),
+        "--workers",
+        "2",
+    ]
+    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert not (study / "summary.json").exists()
+    finished_before = len(read_jsonl(study / "runs.jsonl"))
+    assert finished_before < 10
+    resumed = run_study(study, load_study_config("smoke"), workers=2, progress=None)
+    assert resumed.summary_path.read_bytes() == result.summary_path.read_bytes()
+
+
+def test_resuming_with_another_config_is_refused(smoke):
+    result, _ = smoke
+    other = load_study_config("smoke", {"training_seeds": [0, 1, 2]})
+    with pytest.raises(ValueError, match=r"expected the config it was started with.*training_seeds"):
+        run_study(result.study_dir, other, workers=1, progress=None)
+
+
+def test_submitit_local_executor_runs_the_same_tasks(smoke, tmp_path):
+    """The cluster path (submitit) in its local mode: evaluation jobs of a study whose training is done."""
+    result, runs = smoke
+    config = load_study_config(
+        "smoke",
+        {
+            "heads": [{"name": "mlp"}],
+            "training_seeds": [0],
+            "sampling_seeds": [0],
+            "baselines": ["constant_velocity"],
+        },
+    )
+    study = tmp_path / "submitit"
+    for part in ("data", "ue", "seeds/0/policy_mlp"):
+        shutil.copytree(result.study_dir / part, study / part)
+    out = run_study(study, config, workers=2, executor="submitit-local", progress=None)
+    new = _by_id(read_jsonl(study / "runs.jsonl"))
+    old = _by_id(runs)
+    assert set(new) == {"mlp__t0__s0", "constant_velocity"}
+    for rid in new:
+        assert new[rid]["closed_loop"]["episode_scores"] == old[rid]["closed_loop"]["episode_scores"]
+    assert out.summary["complete"]
+    assert list((study / "work" / "submitit").glob("*_result.pkl"))  # really ran as submitit jobs
