@@ -20,17 +20,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from automot.vocabulary import NUMBER_MAX, WORLD_VOCABULARY
 from driving.geometry import project_to_polyline
 
-NUMBER_MAX = 500
-NUMBERS = tuple(str(v) for v in range(0, NUMBER_MAX + 1, 5))
-_WORDS = (
-    ".", "absent", "ahead", "command", "exit", "faster", "first", "follow", "for", "free", "go", "in",
-    "intersection", "lane", "lead", "left", "merge", "metres", "no", "now", "junction", "occupied", "right",
-    "road", "roundabout", "same", "second", "slower", "speed", "straight", "take", "the", "third", "turn",
-    "vehicle",
-)  # fmt: skip
-VOCABULARY: tuple[str, ...] = tuple(sorted(_WORDS)) + NUMBERS
+# The words themselves live in `automot.vocabulary`, shared with the UE's offline tokenizer.
+VOCABULARY = WORLD_VOCABULARY
 
 # Scene-description detection ranges.
 LEAD_RANGE_M = 60.0

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from automot.vocabulary import WORLD_VOCABULARY
 from mot.config import QwenUEConfig
 
 # Qwen's chat and vision special tokens, same strings as the real tokenizer.
@@ -57,9 +58,12 @@ _PUNCT = [".", ",", ":", ";", "?", "!", "-", "(", ")", "'", '"', "/"]
 def offline_vocabulary() -> dict[str, int]:
     """Token -> id: special tokens first (fixed ids), then [UNK], punctuation, digits and words."""
     tokens = [*SPECIAL_TOKENS, UNK_TOKEN, *_PUNCT, *[str(i) for i in range(10)]]
-    for w in _WORDS:
-        if w not in tokens:
+    seen = set(tokens)
+    # The embedded world's closed vocabulary (prompts and scene text) comes after the chat words.
+    for w in (*_WORDS, *WORLD_VOCABULARY):
+        if w not in seen:
             tokens.append(w)
+            seen.add(w)
     return {t: i for i, t in enumerate(tokens)}
 
 

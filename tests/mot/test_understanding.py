@@ -146,3 +146,16 @@ def test_ue_config_validation_names_the_field():
         QwenUEConfig(deepstack_visual_indexes=(5,))
     with pytest.raises(ValueError, match="local directory"):
         FrozenQwen3VLExpert.from_pretrained("/nonexistent/qwen")
+
+
+def test_offline_tokenizer_knows_every_word_the_world_speaks():
+    """Scene pretraining must never see [UNK]: every world word is one known token."""
+    from automot.vocabulary import WORLD_VOCABULARY
+    from mot.qwen_offline import UNK_TOKEN, build_offline_tokenizer
+
+    tok = build_offline_tokenizer()
+    unk = tok.convert_tokens_to_ids(UNK_TOKEN)
+    text = " ".join(WORLD_VOCABULARY)
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert len(ids) == len(WORLD_VOCABULARY) and unk not in ids
+    assert tok.convert_ids_to_tokens(ids) == list(WORLD_VOCABULARY)
