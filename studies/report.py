@@ -28,7 +28,7 @@ def _num(x, digits=2) -> str:
 def format_headline(summary: dict) -> str:
     """The table-9 style headline as markdown."""
     lines = [
-        "| Head | runs | DS mean ± std | DS best | DS 95% CI of mean | SR % mean ± std | SR best | L2 avg (m, ST-P3) |",
+        "| Head | runs | DS mean ± std | DS best | DS mean 95% CI | SR % mean ± std | SR best | L2 avg (m, ST-P3) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in headline_table(summary):
@@ -77,7 +77,10 @@ def write_report(study: Path, config: StudyConfig, summary: dict, runs: list[dic
             "",
             "## Difference to the MLP head",
             "",
-            "| Comparison | metric | difference | 95% CI (bootstrap) | Welch t | p |",
+            "Runs that share a training seed share a trained model, so they are not independent: the CI resamples "
+            "training seeds (cluster bootstrap) and Welch's test compares the per-training-seed means.",
+            "",
+            "| Comparison | metric | difference | 95% CI (cluster bootstrap) | Welch t (seed means) | p |",
             "|---|---|---|---|---|---|",
         ]
         for name, comp in comparisons.items():

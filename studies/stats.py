@@ -3,8 +3,10 @@
 - `describe`: n, mean, std (ddof=1), min, max, best, median, bootstrap CI of the mean.
 - `bootstrap_mean_ci`: percentile bootstrap of the mean with an explicit seed.
 - `welch_t_test`: Welch's unequal-variance t statistic, Welch-Satterthwaite df, two-sided p.
+- `cluster_bootstrap_mean_ci`: the same, resampling whole clusters (training seeds): runs that share
+  a trained model are not independent, and resampling them one by one would understate the spread.
 - `compare`: the difference of two heads' means with a bootstrap CI (groups resampled
-  independently) and Welch's test.
+  independently; by cluster when clusters are given) and Welch's test (on cluster means when given).
 - `seed_spread`: how much of the spread comes from training seeds vs sampling seeds.
 
 The Student-t tail uses the regularised incomplete beta function, evaluated with Lentz's continued
@@ -41,6 +43,21 @@ def bootstrap_mean_ci(
     return float(np.quantile(means, alpha)), float(np.quantile(means, 1.0 - alpha))
 
 
+def cluster_bootstrap_mean_ci(
+    values: Sequence[float], clusters: Sequence, *, n_boot: int = 10_000, ci: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean, resampling clusters (all values of a drawn cluster enter)."""
+    x = _as_array("values", values)
+    c = np.asarray(clusters)
+    if c.shape != x.shape:
+        raise ValueError(f"clusters: expected one cluster label per value ({x.size}), got {c.size}")
+    if x.size == 0:
+        return (math.nan, math.nan)
+    means = _boot_means(x, c, np.random.default_rng(seed), n_boot)
+    alpha = (1.0 - ci) / 2.0
+    return float(np.quantile(means, alpha)), float(np.quantile(means, 1.0 - alpha))
+
+
 def describe(
     values: Sequence[float],
     *,
@@ -48,12 +65,17 @@ def describe(
     n_boot: int = 10_000,
     ci: float = 0.95,
     seed: int = 0,
+    clusters: Sequence | None = None,
 ) -> dict[str, float]:
+    """Summary statistics; the CI resamples `clusters` (e.g. training seeds) when given, runs otherwise."""
     x = _as_array("values", values)
     n = int(x.size)
     if n == 0:
         return {"n": 0}
-    low, high = bootstrap_mean_ci(x, n_boot=n_boot, ci=ci, seed=seed)
+    if clusters is None:
+        low, high = bootstrap_mean_ci(x, n_boot=n_boot, ci=ci, seed=seed)
+    else:
+        low, high = cluster_bootstrap_mean_ci(x, clusters, n_boot=n_boot, ci=ci, seed=seed)
     return {
         "n": n,
         "mean": float(x.mean()),
@@ -126,24 +148,52 @@ def _beta_cf(x: float, a: float, b: float, max_iter: int = 500, eps: float = 1e-
     raise RuntimeError("incomplete beta continued fraction did not converge")
 
 
+def _boot_means(
+    x: np.ndarray, clusters: np.ndarray | None, rng: np.random.Generator, n_boot: int
+) -> np.ndarray:
+    """n_boot bootstrap means of x, resampling values, or whole clusters when labels are given."""
+    if clusters is None:
+        return x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
+    labels = np.unique(clusters)
+    sums = np.array([x[clusters == k].sum() for k in labels])
+    counts = np.array([(clusters == k).sum() for k in labels], dtype=np.float64)
+    idx = rng.integers(0, labels.size, size=(n_boot, labels.size))
+    return sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
+
+
+def _cluster_means(x: np.ndarray, clusters: np.ndarray | None) -> np.ndarray:
+    return x if clusters is None else np.array([x[clusters == k].mean() for k in np.unique(clusters)])
+
+
 def compare(
-    a: Sequence[float], b: Sequence[float], *, n_boot: int = 10_000, ci: float = 0.95, seed: int = 0
+    a: Sequence[float],
+    b: Sequence[float],
+    *,
+    n_boot: int = 10_000,
+    ci: float = 0.95,
+    seed: int = 0,
+    clusters_a: Sequence | None = None,
+    clusters_b: Sequence | None = None,
 ) -> dict[str, float]:
-    """mean(a) - mean(b) with a bootstrap CI (each group resampled on its own) and Welch's test."""
+    """mean(a) - mean(b) with a bootstrap CI (each group resampled on its own, by cluster when
+    clusters are given) and Welch's test (on the cluster means when clusters are given)."""
     x, y = _as_array("a", a), _as_array("b", b)
+    ca = None if clusters_a is None else np.asarray(clusters_a)
+    cb = None if clusters_b is None else np.asarray(clusters_b)
+    for name, c, v in (("clusters_a", ca, x), ("clusters_b", cb, y)):
+        if c is not None and c.shape != v.shape:
+            raise ValueError(f"{name}: expected one cluster label per value ({v.size}), got {c.size}")
     out: dict[str, float] = {"diff": float(x.mean() - y.mean()) if x.size and y.size else math.nan}
     if x.size and y.size:
         rng = np.random.default_rng(seed)
-        da = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
-        db = y[rng.integers(0, y.size, size=(n_boot, y.size))].mean(axis=1)
+        d = _boot_means(x, ca, rng, n_boot) - _boot_means(y, cb, rng, n_boot)
         alpha = (1.0 - ci) / 2.0
-        out["ci_low"], out["ci_high"] = (
-            float(np.quantile(da - db, alpha)),
-            float(np.quantile(da - db, 1.0 - alpha)),
-        )
+        out["ci_low"], out["ci_high"] = float(np.quantile(d, alpha)), float(np.quantile(d, 1.0 - alpha))
     else:
         out["ci_low"] = out["ci_high"] = math.nan
-    out.update({f"welch_{k}": v for k, v in welch_t_test(x, y).items()})
+    out.update(
+        {f"welch_{k}": v for k, v in welch_t_test(_cluster_means(x, ca), _cluster_means(y, cb)).items()}
+    )
     return out
 
 

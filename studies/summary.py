@@ -70,17 +70,19 @@ def summarize_study(runs: list[dict], config: StudyConfig) -> dict:
             if not pairs:
                 continue
             values = [v for _, v in pairs]
-            entry["metrics"][name] = describe(values, higher_is_better=where[2], n_boot=boot, seed=0)
+            # Runs of one training seed share a trained model: the CI resamples training seeds.
+            clusters = [r["training_seed"] for r, _ in pairs] if entry["kind"] == "head" else None
+            entry["metrics"][name] = describe(
+                values, higher_is_better=where[2], n_boot=boot, seed=0, clusters=clusters
+            )
             if entry["kind"] == "head":
                 entry["seed_spread"][name] = seed_spread(values, [r["training_seed"] for r, _ in pairs])
         scenarios = sorted({s for r in rs for s in r.get("closed_loop", {}).get("per_scenario", {})})
         for scenario in scenarios:
-            ds = [
-                r["closed_loop"]["per_scenario"][scenario]["ds"]
-                for r in rs
-                if scenario in r["closed_loop"]["per_scenario"]
-            ]
-            entry["per_scenario"][scenario] = describe(ds, higher_is_better=True, n_boot=boot, seed=0)
+            with_s = [r for r in rs if scenario in r["closed_loop"]["per_scenario"]]
+            ds = [r["closed_loop"]["per_scenario"][scenario]["ds"] for r in with_s]
+            clusters = [r["training_seed"] for r in with_s] if entry["kind"] == "head" else None
+            entry["per_scenario"][scenario] = describe(ds, n_boot=boot, seed=0, clusters=clusters)
         if entry["kind"] == "head" and rs:
             entry["by_training_seed"] = {
                 str(seed): describe(
@@ -98,10 +100,19 @@ def summarize_study(runs: list[dict], config: StudyConfig) -> dict:
             continue
         comp = {}
         for name in ("ds", "sr", "route_completion", "l2_avg", "collision_avg"):
-            a = [v for r in by_head[h.key] if (v := _value(r, METRICS[name])) is not None]
-            b = [v for r in base if (v := _value(r, METRICS[name])) is not None]
-            if a and b:
-                comp[name] = compare(a, b, n_boot=boot, seed=0)
+            pa = [
+                (r["training_seed"], v) for r in by_head[h.key] if (v := _value(r, METRICS[name])) is not None
+            ]
+            pb = [(r["training_seed"], v) for r in base if (v := _value(r, METRICS[name])) is not None]
+            if pa and pb:
+                comp[name] = compare(
+                    [v for _, v in pa],
+                    [v for _, v in pb],
+                    n_boot=boot,
+                    seed=0,
+                    clusters_a=[t for t, _ in pa],
+                    clusters_b=[t for t, _ in pb],
+                )
         comparisons[f"{h.key}_vs_mlp"] = comp
 
     expected = len(config.heads) * len(config.training_seeds) * len(config.sampling_seeds) + len(

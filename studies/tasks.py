@@ -118,6 +118,7 @@ def run_task(study: str | Path, config_dict: dict, task_id: str, threads: int = 
     from studies.config import build_config
 
     torch.set_num_threads(threads)
+    _quiet_lightning()
     study = Path(study)
     config = build_config(StudyConfig, config_dict)
     task = {t.id: t for t in plan_tasks(config)}[task_id]
@@ -133,6 +134,18 @@ def run_task(study: str | Path, config_dict: dict, task_id: str, threads: int = 
     }
     runner[task.kind](study, config, **task.params)
     return task_id
+
+
+def _quiet_lightning() -> None:
+    """Study workers log task by task; Lightning's per-fit banners and the expected warnings (a
+    frozen, eval-mode action expert in the refiner stage) would drown that out."""
+    import logging
+    import warnings
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
 
 
 def _scenario_overrides(config: StudyConfig) -> dict[str, dict]:
@@ -210,7 +223,7 @@ def _ue(study: Path, config: StudyConfig) -> None:
     from training.optim import OptimConfig
     from training.stages import UEPretrainStage
 
-    L.seed_everything(0, workers=True)
+    L.seed_everything(0, workers=True, verbose=False)
     stage = UEPretrainStage(
         preset=config.preset,
         optim=OptimConfig(lr=1e-3, warmup_steps=min(20, config.pretrain_ue_steps)),
@@ -232,7 +245,7 @@ def _ae(study: Path, config: StudyConfig, seed: int) -> None:
     from training.policy import BackboneSpec
     from training.stages import ActionExpertStage
 
-    L.seed_everything(seed, workers=True)
+    L.seed_everything(seed, workers=True, verbose=False)
     ue = str(study / "ue") if config.pretrain_ue_steps > 0 else None
     spec = config.ae
     stage = ActionExpertStage(
@@ -257,7 +270,7 @@ def _refine(study: Path, config: StudyConfig, seed: int, head: str) -> None:
     from training.optim import OptimConfig
     from training.stages import RefinerStage
 
-    L.seed_everything(seed, workers=True)
+    L.seed_everything(seed, workers=True, verbose=False)
     spec, head_spec = config.refiner, config.head(head)
     stage = RefinerStage(
         policy=str(policy_dir(study, seed, "mlp")),

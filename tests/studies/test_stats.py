@@ -7,6 +7,7 @@ import pytest
 
 from studies.stats import (
     bootstrap_mean_ci,
+    cluster_bootstrap_mean_ci,
     compare,
     describe,
     regularized_incomplete_beta,
@@ -90,3 +91,32 @@ def test_seed_spread_separates_training_and_sampling():
 def test_bad_values():
     with pytest.raises(ValueError, match="values: expected finite values, got 1 NaN/Inf"):
         describe([1.0, float("nan")])
+
+
+def test_cluster_bootstrap_matches_a_reference_loop_and_is_wider_for_correlated_runs():
+    # Three training seeds, two runs each; runs of one seed are nearly equal (one trained model).
+    values = np.array([80.0, 80.5, 90.0, 89.5, 70.0, 70.4])
+    seeds = np.array([0, 0, 1, 1, 2, 2])
+    low, high = cluster_bootstrap_mean_ci(values, seeds, n_boot=3000, ci=0.9, seed=5)
+    rng = np.random.default_rng(5)
+    idx = rng.integers(0, 3, size=(3000, 3))
+    groups = [values[seeds == k] for k in (0, 1, 2)]
+    means = [np.concatenate([groups[i] for i in row]).mean() for row in idx]
+    assert math.isclose(low, float(np.quantile(means, 0.05))) and math.isclose(
+        high, float(np.quantile(means, 0.95))
+    )
+    iid_low, iid_high = bootstrap_mean_ci(values, n_boot=3000, ci=0.9, seed=5)
+    assert high - low > iid_high - iid_low  # treating the six runs as independent understates the spread
+    with pytest.raises(ValueError, match="clusters: expected one cluster label per value"):
+        cluster_bootstrap_mean_ci(values, seeds[:3])
+
+
+def test_compare_with_clusters_tests_the_seed_means():
+    a, ca = [88.0, 88.2, 86.0, 86.1, 90.0, 90.3], [0, 0, 1, 1, 2, 2]
+    b, cb = [85.0, 85.0, 84.0, 84.0, 86.0, 86.0], [0, 0, 1, 1, 2, 2]
+    out = compare(a, b, n_boot=2000, seed=0, clusters_a=ca, clusters_b=cb)
+    seed_means_a = [88.1, 86.05, 90.15]
+    seed_means_b = [85.0, 84.0, 86.0]
+    ref = welch_t_test(seed_means_a, seed_means_b)
+    assert math.isclose(out["welch_t"], ref["t"]) and math.isclose(out["welch_p"], ref["p"])
+    assert out["welch_p"] > compare(a, b, n_boot=2000, seed=0)["welch_p"]  # fewer independent units
