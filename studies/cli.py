@@ -17,7 +17,12 @@ def _add_study_arguments(parser: argparse.ArgumentParser, default_out: str) -> N
         "--config", default=None, help="YAML/JSON file of study fields (overrides the profile)"
     )
     parser.add_argument("--out", default=default_out, help="study folder (resumes if it exists)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel worker processes")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(8, os.cpu_count() or 1),
+        help="parallel worker processes (default: cores, at most 8)",
+    )
     parser.add_argument("--executor", default="local", choices=("local", "submitit-local", "submitit-slurm"))
     parser.add_argument(
         "--slurm", nargs="*", default=[], metavar="KEY=VALUE", help="submitit slurm_* parameters"

@@ -142,6 +142,8 @@ def _quiet_lightning() -> None:
     import logging
     import warnings
 
+    import lightning.pytorch  # noqa: F401  (it sets its loggers to INFO when first imported)
+
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")

@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from automot import spec
 from automot.types import SensorBatch
-
-
-@dataclass
-class SyntheticDrivingBatch:
-    sensors: SensorBatch
-    waypoints: torch.Tensor
-    route: torch.Tensor
-    lateral: torch.Tensor
-    longitudinal: torch.Tensor
-    longitudinal3: torch.Tensor
-    agent_boxes: torch.Tensor
-    agent_mask: torch.Tensor
-    ego_size: torch.Tensor
-    scene_text: list[str]
+from driving.dataset import DrivingBatch
 
 
 def synthetic_batch(
     b: int, *, image_size: int = 64, bev_size: int = 64, views: int = 1, seed: int = 0
-) -> SyntheticDrivingBatch:
+) -> DrivingBatch:
     g = torch.Generator().manual_seed(seed)
     k, a = len(spec.DECISION_HORIZONS_S), 4
     t = torch.tensor(spec.waypoint_times_s())
@@ -46,7 +31,7 @@ def synthetic_batch(
         target_point=torch.tensor([[20.0, 0.0]]).expand(b, 2).clone(),
         prompts=["follow the lane"] * b,
     )
-    return SyntheticDrivingBatch(
+    return DrivingBatch(
         sensors=sensors,
         waypoints=torch.stack([speed * t, torch.zeros(b, len(t))], dim=-1),
         route=torch.stack(

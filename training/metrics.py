@@ -16,59 +16,52 @@ from training import functional as F
 HORIZON_NAMES = tuple(f"{int(h)}s" for h in spec.DECISION_HORIZONS_S)
 
 
-class PlanL2(Metric):
+class _HorizonMean(Metric):
+    """Sum-reduced per-horizon mean of a per-sample quantity (B, 3): the shared state of L2 and collision."""
+
+    full_state_update = False
+    prefix = ""
+
+    def __init__(self, protocol: str = "stp3", **kwargs) -> None:
+        super().__init__(**kwargs)
+        check_choice("protocol", protocol, F.PROTOCOLS)
+        self.protocol = protocol
+        self.add_state(
+            "total", default=torch.zeros(len(HORIZON_NAMES), dtype=torch.float64), dist_reduce_fx="sum"
+        )
+        self.add_state("count", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def _accumulate(self, per_sample: torch.Tensor) -> None:
+        self.total += per_sample.sum(dim=0).double()
+        self.count += per_sample.shape[0]
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        mean = self.total / self.count.clamp_min(1)
+        out = {f"{self.prefix}_{h}": mean[i] for i, h in enumerate(HORIZON_NAMES)}
+        out[f"{self.prefix}_avg"] = mean.mean()
+        return out
+
+
+class PlanL2(_HorizonMean):
     """L2 at 1/2/3 s and their average, under the `stp3` or `uniad` protocol (see `training.functional`)."""
 
     higher_is_better = False
-    full_state_update = False
-
-    def __init__(self, protocol: str = "stp3", **kwargs) -> None:
-        super().__init__(**kwargs)
-        check_choice("protocol", protocol, F.PROTOCOLS)
-        self.protocol = protocol
-        self.add_state(
-            "l2_sum", default=torch.zeros(len(HORIZON_NAMES), dtype=torch.float64), dist_reduce_fx="sum"
-        )
-        self.add_state("count", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+    prefix = "l2"
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         """pred, target (B, Nw, 2) waypoints in metres."""
-        per = F.l2_per_horizon(pred.detach().float(), target.float(), self.protocol)
-        self.l2_sum += per.sum(dim=0).double()
-        self.count += per.shape[0]
-
-    def compute(self) -> dict[str, torch.Tensor]:
-        mean = self.l2_sum / self.count.clamp_min(1)
-        return {**{f"l2_{h}": mean[i] for i, h in enumerate(HORIZON_NAMES)}, "l2_avg": mean.mean()}
+        self._accumulate(F.l2_per_horizon(pred.detach().float(), target.float(), self.protocol))
 
 
-class CollisionRate(Metric):
+class CollisionRate(_HorizonMean):
     """Share of plans in collision at 1/2/3 s and the average, from per-waypoint collision flags."""
 
     higher_is_better = False
-    full_state_update = False
-
-    def __init__(self, protocol: str = "stp3", **kwargs) -> None:
-        super().__init__(**kwargs)
-        check_choice("protocol", protocol, F.PROTOCOLS)
-        self.protocol = protocol
-        self.add_state(
-            "hits", default=torch.zeros(len(HORIZON_NAMES), dtype=torch.float64), dist_reduce_fx="sum"
-        )
-        self.add_state("count", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+    prefix = "collision"
 
     def update(self, collided: torch.Tensor) -> None:
         """collided (B, Nw) bool: the plan's ego box overlaps an agent box at that waypoint's time."""
-        per = F.collision_per_horizon(collided, self.protocol)
-        self.hits += per.sum(dim=0).double()
-        self.count += per.shape[0]
-
-    def compute(self) -> dict[str, torch.Tensor]:
-        mean = self.hits / self.count.clamp_min(1)
-        return {
-            **{f"collision_{h}": mean[i] for i, h in enumerate(HORIZON_NAMES)},
-            "collision_avg": mean.mean(),
-        }
+        self._accumulate(F.collision_per_horizon(collided, self.protocol))
 
 
 class DecisionAccuracy(Metric):

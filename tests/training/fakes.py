@@ -1,8 +1,7 @@
-"""Seeded in-memory driving batches with the attributes the stages read (no simulator needed)."""
+"""Seeded in-memory driving samples in the format of `driving.dataset.DrivingDataset` (no simulator
+needed), batched by the world's own `collate` into `DrivingBatch`es."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import lightning as L
 import torch
@@ -10,21 +9,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from automot import spec
 from automot.sampling import ResumableDataLoader
-from automot.types import SensorBatch
-
-
-@dataclass
-class FakeBatch:
-    sensors: SensorBatch
-    waypoints: torch.Tensor
-    route: torch.Tensor
-    lateral: torch.Tensor
-    longitudinal: torch.Tensor
-    longitudinal3: torch.Tensor
-    agent_boxes: torch.Tensor
-    agent_mask: torch.Tensor
-    ego_size: torch.Tensor
-    scene_text: list[str]
+from driving.dataset import collate
 
 
 class FakeDataset(Dataset):
@@ -55,36 +40,10 @@ class FakeDataset(Dataset):
             "agent_boxes": torch.zeros(6, 2, 5),
             "agent_mask": torch.zeros(6, 2, dtype=torch.bool),
             "ego_size": torch.tensor([5.0, 2.0]),
-            "prompt": "follow the lane",
-            "scene_text": "lead vehicle 20 m ahead . left lane free",
+            "prompt": "follow the road for 20 metres .",
+            "scene_text": "lead vehicle 20 metres ahead same speed . left lane free .",
+            "meta": {"scenario": "fake", "seed": self.seed, "step": i, "ue_step": i},
         }
-
-
-def collate(items: list[dict]) -> FakeBatch:
-    st = {k: torch.stack([it[k] for it in items]) for k in items[0] if k not in ("prompt", "scene_text")}
-    sensors = SensorBatch(
-        rgb_history=st["rgb_history"],
-        rgb=st["rgb"],
-        bev=st["bev"],
-        ego_state=st["ego_state"],
-        ego_history=st["ego_history"],
-        target_point=st["target_point"],
-        prompts=[it["prompt"] for it in items],
-    )
-    labels = {
-        k: st[k]
-        for k in (
-            "waypoints",
-            "route",
-            "lateral",
-            "longitudinal",
-            "longitudinal3",
-            "agent_boxes",
-            "agent_mask",
-            "ego_size",
-        )
-    }
-    return FakeBatch(sensors=sensors, scene_text=[it["scene_text"] for it in items], **labels)
 
 
 class FakeDataModule(L.LightningDataModule):
@@ -98,3 +57,6 @@ class FakeDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(FakeDataset(8, self.seed + 1), batch_size=self.batch_size, collate_fn=collate)
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
+        return batch.to(device)

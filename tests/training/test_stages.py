@@ -133,10 +133,12 @@ def test_refiner_stage_trains_only_the_refiner_and_exports_a_loadable_policy(tra
         policy=str(trained_policy), head_kwargs=TINY_HEAD, export_dir=str(tmp_path / "refined")
     )
     before = _weights(stage.ae)
+    ue_before = {k: v.clone() for k, v in stage.ue.state_dict().items()}
     _trainer(3).fit(stage, datamodule=FakeDataModule())
     after = _weights(stage.ae)
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith("head.denoiser.") for k in changed)
+    assert all(torch.equal(ue_before[k], v) for k, v in stage.ue.state_dict().items())  # the UE stays frozen
     loaded = load_pretrained(tmp_path / "refined").ae
     assert type(loaded.head).__name__ == "DiffusionHead"
     assert all(torch.equal(after[k], v) for k, v in loaded.state_dict().items())
