@@ -15,7 +15,7 @@ from mot.backbone import MoTBackbone
 from mot.cache import UECache
 from mot.checkpoint import load_action_expert, save_action_expert
 from mot.config import ActionExpertConfig, MoTConfig, QwenUEConfig, UEGeometry
-from mot.decision import decision_accuracy, decision_nll
+from mot.decision import decision_nll
 from mot.mask import Segment, block_ids, hybrid_mask, render_mask
 from mot.presets import parameter_counts, preset_config, preset_names
 from mot.qwen_offline import build_offline_processor, build_raw_qwen3vl, save_qwen3vl
@@ -42,7 +42,6 @@ __all__ = [
     "build_action_expert",
     "build_offline_processor",
     "build_raw_qwen3vl",
-    "decision_accuracy",
     "decision_nll",
     "hybrid_mask",
     "load_action_expert",

@@ -4,7 +4,8 @@ Axes: B batch, K decision horizons (1 s, 2 s, 3 s), D AE width.
 
 Each decision query's final latent is decoded independently (not autoregressively) into a lateral
 and a longitudinal distribution. In the CARLA set ("longitudinal3") there is no lateral output.
-`decision_nll` is the pure loss function the training stage calls.
+`decision_nll` is the pure loss function the training stage calls; accuracy is
+`training.metrics.DecisionAccuracy`.
 """
 
 from __future__ import annotations
@@ -71,15 +72,6 @@ def decision_nll(
         out["lateral_nll"] = nll[1].sum() / valid[1].sum().clamp(min=1)
     out["nll_per_horizon"] = nll.sum(dim=(0, 1)) / valid.sum(dim=(0, 1)).clamp(min=1)
     return out
-
-
-def decision_accuracy(
-    logits: torch.Tensor, target: torch.Tensor, *, ignore_index: int = IGNORE_INDEX
-) -> torch.Tensor:
-    """(K,) accuracy per horizon over labelled entries of logits (B, K, n) vs target (B, K)."""
-    valid = target != ignore_index
-    hit = (logits.argmax(-1) == target) & valid
-    return hit.sum(0).float() / valid.sum(0).clamp(min=1).float()
 
 
 def _token_nll(name: str, logits: torch.Tensor, target: torch.Tensor, ignore_index: int):

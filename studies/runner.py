@@ -85,7 +85,6 @@ class _Submitit:
             params.update({f"slurm_{k}": v for k, v in (slurm or {}).items()})
         self.executor.update_parameters(**params)
         self.waiters = ThreadPoolExecutor(max_workers=max(1, workers))
-        self.limit = workers
 
     def submit(self, fn: Callable, *args) -> Future:
         job = self.executor.submit(fn, *args)

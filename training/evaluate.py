@@ -19,6 +19,36 @@ from training.metrics import CollisionRate, DecisionAccuracy, PlanL2
 PROTOCOLS = ("stp3", "uniad")
 
 
+class _TrajectoryMetrics:
+    """L2 and collision rate under both protocols, fed batch by batch."""
+
+    def __init__(self) -> None:
+        self.l2 = {p: PlanL2(p) for p in PROTOCOLS}
+        self.collision = {p: CollisionRate(p) for p in PROTOCOLS}
+
+    def update(self, waypoints: torch.Tensor, batch) -> None:
+        from driving.collision import plan_collisions
+
+        collided = plan_collisions(waypoints, batch.agent_boxes, batch.agent_mask, batch.ego_size)
+        for p in PROTOCOLS:
+            self.l2[p].update(waypoints, batch.waypoints)
+            self.collision[p].update(collided)
+
+    def compute(self) -> dict[str, float]:
+        out = {}
+        for p in PROTOCOLS:
+            both = {**self.l2[p].compute(), **self.collision[p].compute()}
+            out.update({f"{k}_{p}": float(v) for k, v in both.items()})
+        return out
+
+
+def _loader(data_dirs, scenarios: list[str] | None, batch_size: int) -> DataLoader:
+    from driving.dataset import DrivingDataset, collate
+
+    dataset = DrivingDataset(data_dirs, scenarios=scenarios)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
+
+
 @torch.no_grad()
 def evaluate_open_loop(
     backbone: MoTBackbone,
@@ -29,61 +59,32 @@ def evaluate_open_loop(
     scenarios: list[str] | None = None,
 ) -> dict[str, float]:
     """Open-loop metrics of `backbone` (its current head) over the dataset(s) in `data_dirs`."""
-    from driving.collision import plan_collisions
-    from driving.dataset import DrivingDataset, collate
-
-    dataset = DrivingDataset(data_dirs, scenarios=scenarios)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    loader = _loader(data_dirs, scenarios, batch_size)
     backbone.ae.eval()
     generator = torch.Generator().manual_seed(sampling_seed)
-    l2 = {p: PlanL2(p) for p in PROTOCOLS}
-    collision = {p: CollisionRate(p) for p in PROTOCOLS}
-    decisions = DecisionAccuracy()
+    trajectories, decisions = _TrajectoryMetrics(), DecisionAccuracy()
     lateral_set = backbone.ae.config.decision_set != "longitudinal3"
     for batch in loader:
         out = backbone(batch.sensors, generator=generator)
-        wp = out.plan.waypoints
-        collided = plan_collisions(wp, batch.agent_boxes, batch.agent_mask, batch.ego_size)
-        for p in PROTOCOLS:
-            l2[p].update(wp, batch.waypoints)
-            collision[p].update(collided)
+        trajectories.update(out.plan.waypoints, batch)
+        lateral = batch.lateral if lateral_set else None
         lon = batch.longitudinal if lateral_set else batch.longitudinal3
-        decisions.update(
-            out.lateral_logits, out.longitudinal_logits, batch.lateral if lateral_set else None, lon
-        )
-    result: dict[str, float] = {"samples": len(dataset)}
-    for p in PROTOCOLS:
-        result.update(
-            {f"{k}_{p}": float(v) for k, v in {**l2[p].compute(), **collision[p].compute()}.items()}
-        )
+        decisions.update(out.lateral_logits, out.longitudinal_logits, lateral, lon)
+    result: dict[str, float] = {"samples": len(loader.dataset), **trajectories.compute()}
     result.update({k: float(v) for k, v in decisions.compute().items()})
     return result
 
 
 def constant_velocity_open_loop(data_dirs, scenarios: list[str] | None = None) -> dict[str, float]:
     """The same L2 / collision numbers for the constant-velocity plan (v * t straight ahead)."""
-    from driving.collision import plan_collisions
-    from driving.dataset import DrivingDataset, collate
-
-    dataset = DrivingDataset(data_dirs, scenarios=scenarios)
-    loader = DataLoader(dataset, batch_size=256, shuffle=False, collate_fn=collate)
+    loader = _loader(data_dirs, scenarios, 256)
     times = torch.tensor(spec.waypoint_times_s())
     speed_index = spec.EGO_STATE_FIELDS.index("speed")
-    l2 = {p: PlanL2(p) for p in PROTOCOLS}
-    collision = {p: CollisionRate(p) for p in PROTOCOLS}
+    trajectories = _TrajectoryMetrics()
     for batch in loader:
         v = batch.sensors.ego_state[:, speed_index : speed_index + 1]
-        wp = torch.stack([v * times, torch.zeros_like(v * times)], dim=-1)
-        collided = plan_collisions(wp, batch.agent_boxes, batch.agent_mask, batch.ego_size)
-        for p in PROTOCOLS:
-            l2[p].update(wp, batch.waypoints)
-            collision[p].update(collided)
-    result: dict[str, float] = {"samples": len(dataset)}
-    for p in PROTOCOLS:
-        result.update(
-            {f"{k}_{p}": float(v) for k, v in {**l2[p].compute(), **collision[p].compute()}.items()}
-        )
-    return result
+        trajectories.update(torch.stack([v * times, torch.zeros_like(v * times)], dim=-1), batch)
+    return {"samples": len(loader.dataset), **trajectories.compute()}
 
 
 def evaluate_closed_loop(

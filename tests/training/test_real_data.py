@@ -21,12 +21,12 @@ def trained(tiny_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("trained") / "policy"
     L.seed_everything(0, workers=True)
     stage = ActionExpertStage(
-        backbone=BackboneSpec(preset="tiny"), optim=OptimConfig(lr=3e-3, warmup_steps=20), export_dir=str(out)
+        backbone=BackboneSpec(preset="tiny"), optim=OptimConfig(lr=2e-3, warmup_steps=20), export_dir=str(out)
     )
     dm = DrivingDataModule(tiny_dataset / "train", tiny_dataset / "val", batch_size=32)
     trainer = L.Trainer(
-        max_steps=400,
-        val_check_interval=400,
+        max_steps=600,
+        val_check_interval=600,
         check_val_every_n_epoch=None,
         deterministic=True,
         logger=False,
@@ -42,7 +42,7 @@ def trained(tiny_dataset, tmp_path_factory):
 def test_action_expert_beats_constant_velocity_on_held_out_data(trained, tiny_dataset):
     _, metrics = trained
     cv = constant_velocity_open_loop(str(tiny_dataset / "val"))
-    # 400 steps on ~740 demonstrations: well below the constant-velocity plan (about 1 m here).
+    # 600 steps on ~740 demonstrations: well below the constant-velocity plan (about 1 m here; 0.51 measured).
     assert metrics["val/l2_avg"] < 0.75 * cv["l2_avg_stp3"], (metrics["val/l2_avg"], cv["l2_avg_stp3"])
     assert metrics["val/acc_lateral"] > 0.5
 

@@ -3,7 +3,8 @@ open-loop metrics, AdamW + warm-up/cosine, gradient clipping, an optional EMA us
 and export of the trained policy folder.
 
 A stage is thin: it decides what is trainable and what the loss is; everything else is here.
-Batches are `driving.DrivingBatch` (sensors + labels); see `training_batch_fields` for what is read.
+Batches are `driving.DrivingBatch`; the stages read `sensors`, `waypoints`, `route`, the decision labels
+(`lateral`, `longitudinal`, `longitudinal3`) and, for the collision metric, `agent_boxes`, `agent_mask`, `ego_size`.
 """
 
 from __future__ import annotations
@@ -23,19 +24,6 @@ from training.metrics import CollisionRate, DecisionAccuracy, PlanL2
 from training.optim import OptimConfig, ParameterEMA, build_optimizer, build_scheduler
 from training.policy import save_pretrained
 from training.ue_memo import UEMemo
-
-# The attributes of a DrivingBatch the stages read (documented shapes in driving.data).
-training_batch_fields = (
-    "sensors",  # automot.types.SensorBatch
-    "waypoints",  # (B, 6, 2)
-    "route",  # (B, 20, 2)
-    "lateral",  # (B, 3) long
-    "longitudinal",  # (B, 3) long
-    "longitudinal3",  # (B, 3) long
-    "agent_boxes",  # (B, 6, A, 5)
-    "agent_mask",  # (B, 6, A) bool
-    "ego_size",  # (B, 2)
-)
 
 
 class PolicyStage(L.LightningModule):
