@@ -128,11 +128,14 @@ class SensorBatch:
 
 @dataclass
 class PolicyOutput:
-    """What a policy returns each step: waypoints (Nw, 2) and optionally route (Nr, 2), ego frame, metres."""
+    """What a policy returns each step: waypoints (Nw, 2) and optionally route (Nr, 2), ego frame,
+    metres; `reasoning` is the text the policy's understanding expert generated for the plan (the
+    closed loop records it), None for a policy without one."""
 
     waypoints: np.ndarray
     route: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    reasoning: str | None = None
 
 
 @dataclass

@@ -69,9 +69,14 @@ def run_episode(policy, world, seed: int, tracker: Tracker, frames_out: list | N
     policy.reset(EpisodeInfo(scenario=world.scenario.name, seed=seed, env=world))
     tracker.reset()
     infractions = []
+    reasoning = []  # the policy's reasoning text each time it changes (e.g. at every UE refresh)
     outcome = None
     while outcome is None:
-        waypoints, route = _check_output(policy.plan(observation))
+        out = policy.plan(observation)
+        waypoints, route = _check_output(out)
+        text = getattr(out, "reasoning", None)
+        if text is not None and (not reasoning or reasoning[-1]["text"] != text):
+            reasoning.append({"step": world.step_index, "time_s": round(world.time_s, 3), "text": text})
         command = tracker(waypoints, float(world.ego.speed), route)
         result = world.step(command.action)
         infractions += [{"kind": e.kind, "step": e.step, "time_s": e.time_s} for e in result.events]
@@ -93,7 +98,10 @@ def run_episode(policy, world, seed: int, tracker: Tracker, frames_out: list | N
         frames=world.step_index,
         sim_time_s=world.time_s,
         wall_time_s=time.perf_counter() - start,
-        extra={"scenario_config": world.scenario.describe()},
+        extra={
+            "scenario_config": world.scenario.describe(),
+            **({"reasoning": reasoning} if reasoning else {}),
+        },
     )
     return finalize(record)
 

@@ -6,10 +6,12 @@ N BEV tokens, D AE width, D_ue UE width.
 
 Action-token layout (the AE part of the hybrid mask; see `mot.mask`):
 
-    [ rgb (gh*gw) | bev (N) | state (1-2) ]  [ decision (K) ]  [ waypoints (6) | route (20) ]
+    [ rgb (gh*gw) | bev (N) | state (1-2) ]  [ decision (K) ]  [ route (20) | waypoints (6) ]
       task "observation"                       task "decision"  task "planning"
 
-after the UE's tokens (task "understanding", causal). Rotary positions continue from the UE's
+after the UE's tokens (task "understanding"). The planning order is `ActionExpertConfig.plan_order`
+(route first, as in the public AutoMoT code, or waypoints first); with `cross_modal_causal` every
+segment is its own causal block, otherwise the segments of a task see each other. Rotary positions continue from the UE's
 `position_offset`. The AE has the UE's depth and KV-head layout, and its own width, norms, MLPs and
 q/k/v projections (GQA).
 """
@@ -44,6 +46,8 @@ class MoTOutput:
                          the pass was asked for the context only (training computes the head's loss
                          from the context instead of sampling a plan).
     latents:             (B, L, D) the AE's final hidden states over all action tokens.
+    reasoning:           the UE's generated chain-of-thought per sample (from the cache this pass
+                         attended to), or None when the cache holds no reasoning.
     """
 
     lateral_logits: torch.Tensor | None
@@ -51,6 +55,7 @@ class MoTOutput:
     context: ActionContext
     plan: Plan | None
     latents: torch.Tensor
+    reasoning: tuple[str, ...] | None = None
 
 
 class ActionExpert(nn.Module):
@@ -86,13 +91,16 @@ class ActionExpert(nn.Module):
                 if isinstance(m, nn.Linear):
                     nn.init.normal_(m.weight, std=c.init_std)
 
+        plan = (
+            Segment("waypoints", spec.NUM_WAYPOINTS, "planning"),
+            Segment("route", spec.NUM_ROUTE_POINTS, "planning"),
+        )
         self.segments = (
             Segment("rgb", self.image_tokens.num_tokens, "observation"),
             Segment("bev", self.bev_tokens.num_tokens, "observation"),
             Segment("state", self.state_tokens.num_tokens, "observation"),
             Segment("decision", num_decisions, "decision"),
-            Segment("waypoints", spec.NUM_WAYPOINTS, "planning"),
-            Segment("route", spec.NUM_ROUTE_POINTS, "planning"),
+            *(plan[::-1] if c.plan_order == "route_first" else plan),
         )
         self.slices = segment_slices(self.segments)
         # The AE rows of the full hybrid mask; one causal UE token stands in for the whole UE
@@ -120,12 +128,15 @@ class ActionExpert(nn.Module):
         check_tensor("SensorBatch.ego_state", batch.ego_state, (b, spec.EGO_STATE_DIM))
         check_tensor("SensorBatch.ego_history", batch.ego_history, (b, spec.HISTORY_LEN, spec.HISTORY_DIM))
         dev = self.decision_queries.device
+        # `plan_queries` is stored waypoints then route whatever the order in the sequence.
+        waypoints, route = self.plan_queries[: spec.NUM_WAYPOINTS], self.plan_queries[spec.NUM_WAYPOINTS :]
+        plan = (route, waypoints) if self.config.ae.plan_order == "route_first" else (waypoints, route)
         parts = (
             self.image_tokens(batch.rgb.to(dev)),
             self.bev_tokens(batch.bev.to(dev)),
             self.state_tokens(batch.target_point.to(dev), batch.ego_state.to(dev), batch.ego_history.to(dev)),
             self.decision_queries.expand(b, -1, -1),
-            self.plan_queries.expand(b, -1, -1),
+            torch.cat(plan).expand(b, -1, -1),
         )
         return torch.cat(parts, dim=1)
 
@@ -174,6 +185,9 @@ class ActionExpert(nn.Module):
         bev = tokens[:, sl["bev"]] if self.config.ae.bev_context == "encoder" else h[:, sl["bev"]]
         lateral, longitudinal = self.decision_head(decision)
         dev = h.device
+        # Reasoning tokens for the head: the generated chain-of-thought when the cache has one,
+        # otherwise the prompt's hidden states (system prompt, images, instruction).
+        reasoning_mask = cache.mask if cache.reasoning_mask is None else cache.reasoning_mask
         ctx = ActionContext(
             plan_latents=plan_latents,
             decision_latents=decision,
@@ -181,11 +195,16 @@ class ActionExpert(nn.Module):
             ego_state=batch.ego_state.to(dev, h.dtype),
             ego_history=batch.ego_history.to(dev, h.dtype),
             reasoning_tokens=cache.hidden.to(dev, h.dtype),
-            reasoning_mask=cache.mask.to(dev),
+            reasoning_mask=reasoning_mask.to(dev),
         )
         plan = self.head(ctx, generator=generator) if with_plan else None
         return MoTOutput(
-            lateral_logits=lateral, longitudinal_logits=longitudinal, context=ctx, plan=plan, latents=h
+            lateral_logits=lateral,
+            longitudinal_logits=longitudinal,
+            context=ctx,
+            plan=plan,
+            latents=h,
+            reasoning=cache.reasoning_text,
         )
 
 

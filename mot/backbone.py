@@ -43,9 +43,12 @@ class MoTBackbone:
     def config(self) -> MoTConfig:
         return self.ae.config
 
-    def prefill(self, batch: SensorBatch, *, step: int = 0, time_s: float = 0.0) -> UECache:
-        """The slow path: UE over history + prompt -> UECache."""
-        return self.ue.prefill(batch, step=step, time_s=time_s)
+    def prefill(
+        self, batch: SensorBatch, *, step: int = 0, time_s: float = 0.0, seed: int | None = None
+    ) -> UECache:
+        """The slow path: UE over history + prompt (+ its reasoning, if enabled) -> UECache.
+        `seed` seeds sampled reasoning (None: the UE's configured seed)."""
+        return self.ue.prefill(batch, step=step, time_s=time_s, seed=seed)
 
     def act(
         self, batch: SensorBatch, cache: UECache, *, generator: torch.Generator | None = None

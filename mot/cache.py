@@ -29,6 +29,9 @@ class UECache:
                       continue from here.
     step, time_s:     the step index and time of the observation the UE saw.
     generation:       a counter the producer may set (the fast-slow runtime numbers its refreshes).
+    reasoning_mask:   (B, S) bool, True = a token the UE generated (chain-of-thought) after the
+                      prompt, or None when the cache holds the prompt only. Always a subset of `mask`.
+    reasoning_text:   the generated text per sample (special tokens removed), or None.
     """
 
     keys: tuple[torch.Tensor, ...]
@@ -39,6 +42,8 @@ class UECache:
     step: int = 0
     time_s: float = 0.0
     generation: int = 0
+    reasoning_mask: torch.Tensor | None = None
+    reasoning_text: tuple[str, ...] | None = None
 
     @property
     def num_layers(self) -> int:
@@ -80,7 +85,30 @@ class UECache:
         for i, (k, v) in enumerate(zip(self.keys, self.values)):
             check_tensor(f"UECache.keys[{i}]", k, ("B", "Hkv", "S", "d"), dims=dims, finite=check_values)
             check_tensor(f"UECache.values[{i}]", v, ("B", "Hkv", "S", "d"), dims=dims, finite=check_values)
+        if (self.reasoning_mask is None) != (self.reasoning_text is None):
+            raise ValueError(
+                "UECache.reasoning_text: expected it exactly when reasoning_mask is given, got "
+                f"reasoning_mask={'set' if self.reasoning_mask is not None else None}, "
+                f"reasoning_text={self.reasoning_text!r}"
+            )
+        if self.reasoning_mask is not None:
+            check_mask("UECache.reasoning_mask", self.reasoning_mask, ("B", "S"), dims=dims)
+            if bool((self.reasoning_mask & ~self.mask).any()):
+                raise ValueError(
+                    "UECache.reasoning_mask: expected generated tokens to be real tokens (mask True)"
+                )
+            if not isinstance(self.reasoning_text, tuple) or len(self.reasoning_text) != dims["B"]:
+                raise ValueError(
+                    f"UECache.reasoning_text: expected a tuple of {dims['B']} strings, got {self.reasoning_text!r}"
+                )
         return self
+
+    @property
+    def num_generated(self) -> torch.Tensor:
+        """(B,) long: how many reasoning tokens each sample generated (0 without reasoning)."""
+        if self.reasoning_mask is None:
+            return torch.zeros(self.batch_size, dtype=torch.long, device=self.mask.device)
+        return self.reasoning_mask.sum(1)
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> UECache:
         def move(x: torch.Tensor) -> torch.Tensor:
@@ -97,6 +125,7 @@ class UECache:
             hidden=move(self.hidden),
             mask=self.mask.to(device),
             position_offset=self.position_offset.to(device),
+            reasoning_mask=None if self.reasoning_mask is None else self.reasoning_mask.to(device),
         )
 
     def split(self) -> list[UECache]:
@@ -112,6 +141,10 @@ class UECache:
                     hidden=self.hidden[i : i + 1, keep],
                     mask=self.mask[i : i + 1, keep],
                     position_offset=self.position_offset[i : i + 1],
+                    reasoning_mask=None
+                    if self.reasoning_mask is None
+                    else self.reasoning_mask[i : i + 1, keep],
+                    reasoning_text=None if self.reasoning_text is None else self.reasoning_text[i : i + 1],
                 )
             )
         return out
@@ -136,6 +169,13 @@ class UECache:
             return torch.cat([x.new_zeros(shape), x], dim=seq_dim)
 
         first = caches[0]
+        with_reasoning = {c.reasoning_mask is not None for c in caches}
+        if len(with_reasoning) != 1:
+            raise ValueError(
+                "caches: expected all caches with reasoning tokens or none, got a mixture "
+                f"({[c.reasoning_mask is not None for c in caches]})"
+            )
+        reasoning = first.reasoning_mask is not None
         return replace(
             first,
             keys=tuple(torch.cat([pad(c.keys[i], 2) for c in caches]) for i in range(first.num_layers)),
@@ -143,6 +183,8 @@ class UECache:
             hidden=torch.cat([pad(c.hidden, 1) for c in caches]),
             mask=torch.cat([pad(c.mask, 1) for c in caches]),
             position_offset=torch.cat([c.position_offset for c in caches]),
+            reasoning_mask=torch.cat([pad(c.reasoning_mask, 1) for c in caches]) if reasoning else None,
+            reasoning_text=tuple(t for c in caches for t in c.reasoning_text) if reasoning else None,
         )
 
     def with_generation(self, generation: int) -> UECache:
@@ -151,4 +193,6 @@ class UECache:
 
     def nbytes(self) -> int:
         tensors = [*self.keys, *self.values, self.hidden, self.mask, self.position_offset]
+        if self.reasoning_mask is not None:
+            tensors.append(self.reasoning_mask)
         return sum(t.numel() * t.element_size() for t in tensors)

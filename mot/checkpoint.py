@@ -21,7 +21,11 @@ from mot.config import MoTConfig, UEGeometry
 
 WEIGHTS = "action_expert.safetensors"
 CONFIG = "mot_config.json"
-FORMAT = 1
+FORMAT = 2
+# Format 1 was written before the mask options existed: its UE attended causally over image tokens
+# and its planning queries came waypoints first. Those fields are absent from its JSON, and the new
+# defaults differ, so a format-1 folder is read with the values it was trained with.
+_FORMAT1_FIELDS = {"ue": {"image_attention": "causal"}, "ae": {"plan_order": "waypoints_first"}}
 
 
 def save_action_expert(ae: ActionExpert, directory: str | os.PathLike) -> Path:
@@ -40,9 +44,14 @@ def load_action_expert(directory: str | os.PathLike, *, device: torch.device | s
     if not path.exists():
         raise ValueError(f"action-expert checkpoint: expected {path} to exist, it does not")
     meta = json.loads(path.read_text())
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: expected format {FORMAT}, got {meta.get('format')!r}")
-    config = MoTConfig.from_dict(meta["config"])
+    if meta.get("format") not in (1, FORMAT):
+        raise ValueError(f"{path}: expected format 1 or {FORMAT}, got {meta.get('format')!r}")
+    data = meta["config"]
+    if meta["format"] == 1:
+        data = dict(data)
+        for key, values in _FORMAT1_FIELDS.items():
+            data[key] = {**values, **data.get(key, {})}
+    config = MoTConfig.from_dict(data)
     geometry = UEGeometry(**meta["ue_geometry"])
     ae = build_action_expert(config, geometry, device="cpu")
     load_state_dict_strict(ae, load_safetensors(directory / WEIGHTS), source=str(directory / WEIGHTS))

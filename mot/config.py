@@ -24,6 +24,11 @@ DECISION_SETS: dict[str, tuple[tuple[str, ...] | None, tuple[str, ...]]] = {
     "longitudinal3": (None, spec.LONGITUDINAL_ACTIONS_3),
 }
 BEV_CONTEXTS = ("encoder", "final")
+# Order of the planning queries inside the planning task (the public AutoMoT code: route first).
+PLAN_ORDERS = ("route_first", "waypoints_first")
+# How the UE's image tokens attend inside their own image block (see mot.mask).
+UE_IMAGE_ATTENTION = ("bidirectional", "causal")
+REASONING_SAMPLING = ("greedy", "sample")
 
 
 def _check_int(name: str, value: object, low: int = 1) -> None:
@@ -60,6 +65,36 @@ class UEGeometry:
             raise ValueError(
                 f"UEGeometry.head_dim: expected an even number (rotary pairs), got {self.head_dim}"
             )
+
+
+@dataclass
+class ReasoningConfig:
+    """Chain-of-thought in the slow loop (paper section 3.1: the UE "outputs semantic reasoning").
+
+    After the prompt the UE generates up to `max_new_tokens` tokens (stopping at end-of-turn); their
+    keys/values join the cache the action expert attends to and their hidden states become the
+    planning head's reasoning tokens. 0 = off: the cache holds system prompt, images and prompt only.
+    `sampling="sample"` draws tokens with a generator seeded per refresh (same seed, same text).
+    """
+
+    max_new_tokens: int = 0
+    sampling: str = "greedy"
+    temperature: float = 1.0
+    top_k: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_int("ReasoningConfig.max_new_tokens", self.max_new_tokens, low=0)
+        check_choice("ReasoningConfig.sampling", self.sampling, REASONING_SAMPLING)
+        check_positive("ReasoningConfig.temperature", self.temperature)
+        if self.top_k is not None:
+            _check_int("ReasoningConfig.top_k", self.top_k)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ValueError(f"ReasoningConfig.seed: expected an int, got {self.seed!r}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_new_tokens > 0
 
 
 @dataclass
@@ -100,10 +135,28 @@ class QwenUEConfig:
     image_max_pixels: int = 64 * 64
     system_prompt: str = "You are a careful driver. Describe the scene and decide what to do."
     seed: int = 0
+    # Attention inside each image block of the UE's prefill: "bidirectional" (paper section 3.1,
+    # "self-modal bidirectional", and the public AutoMoT code) or "causal" (Qwen3-VL as pretrained).
+    # Applies to a loaded checkpoint too, and to the UE scene-pretraining stage.
+    image_attention: str = "bidirectional"
+    reasoning: ReasoningConfig = field(default_factory=ReasoningConfig)
 
     def __post_init__(self) -> None:
         self.mrope_section = tuple(self.mrope_section)
         self.deepstack_visual_indexes = tuple(self.deepstack_visual_indexes)
+        check_choice("QwenUEConfig.image_attention", self.image_attention, UE_IMAGE_ATTENTION)
+        if isinstance(self.reasoning, dict):
+            known = {f.name for f in fields(ReasoningConfig)}
+            bad = sorted(set(self.reasoning) - known)
+            if bad:
+                raise ValueError(
+                    f"QwenUEConfig.reasoning: unknown fields {bad}; expected a subset of {sorted(known)}"
+                )
+            self.reasoning = ReasoningConfig(**self.reasoning)
+        if not isinstance(self.reasoning, ReasoningConfig):
+            raise ValueError(
+                f"QwenUEConfig.reasoning: expected a ReasoningConfig or dict, got {type(self.reasoning).__name__}"
+            )
         if self.checkpoint is not None:
             if not isinstance(self.checkpoint, str) or not self.checkpoint:
                 raise ValueError(
@@ -202,9 +255,13 @@ class ActionExpertConfig:
     # One token from (ego state, ego history) next to the target-point token.
     use_ego_token: bool = True
     target_scale_m: float = 20.0
-    # Mask reading: False = bidirectional across modalities inside a task (figure 3 text), True =
-    # causal across modalities (the "cross-modal causal" sentence of section 3.1).
-    cross_modal_causal: bool = False
+    # Mask reading: True = causal across modalities (input groups) inside a task, bidirectional inside
+    # each (section 3.1: "cross-modal ... causal ... self-modal bidirectional"; the public code makes
+    # every AE input group its own causal block); False = bidirectional across the modalities of a
+    # task (the figure-3 text).
+    cross_modal_causal: bool = True
+    # Planning-query order inside the planning task (matters with cross_modal_causal and for RoPE).
+    plan_order: str = "route_first"
     # Which BEV tokens the planning head gets: the encoder's (paper A.3) or the AE's final latents.
     bev_context: str = "encoder"
     init_std: float = 0.02
@@ -230,6 +287,11 @@ class ActionExpertConfig:
             )
         check_positive("ActionExpertConfig.target_scale_m", self.target_scale_m)
         check_choice("ActionExpertConfig.bev_context", self.bev_context, BEV_CONTEXTS)
+        check_choice("ActionExpertConfig.plan_order", self.plan_order, PLAN_ORDERS)
+        if not isinstance(self.cross_modal_causal, bool):
+            raise ValueError(
+                f"ActionExpertConfig.cross_modal_causal: expected a bool, got {self.cross_modal_causal!r}"
+            )
         check_positive("ActionExpertConfig.init_std", self.init_std)
 
     def num_heads(self, geometry: UEGeometry) -> int:

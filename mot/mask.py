@@ -12,10 +12,13 @@ whether it is causal (language). The rules:
 As in openpi's pi0, every token carries a "starts a new block" flag; the cumulative sum of those
 flags is the token's block id and token i may attend to token j iff block[j] <= block[i].
 
-How the understanding expert's rows relate to its own mask: the UE is a frozen, pretrained causal
-LM whose internal attention is never changed. Its segment is therefore labelled causal (every
-token its own block), which makes the UE rows of the hybrid mask exactly the pretrained causal mask.
-The UE's image tokens are causal too: that is how the pretrained Qwen3-VL computed them.
+The understanding expert's own rows (`ue_attention_mask`): its language (system prompt, user
+prompt, generated reasoning) is causal; each image block (`<|vision_start|>`, its patch tokens,
+`<|vision_end|>`) is either one bidirectional block (`image_attention="bidirectional"`, the paper's
+"self-modal bidirectional" and the public AutoMoT code's `prepare_kv_cache`) or causal like the rest
+(`"causal"`, Qwen3-VL as pretrained). Consecutive image blocks never see later ones: every block is
+its own modality instance, i.e. the UE rows are `hybrid_mask(ue_segments, cross_modal_causal=True)`.
+The action expert's rows see every real UE token.
 
 Drawn example (`render_mask`, x = may attend; u: 3 UE tokens, o: 2 observation tokens,
 d: 2 decision queries, p: 2 planning queries):
@@ -136,3 +139,59 @@ def _check_layout(segments: Sequence[Segment]) -> None:
                 f"{seen[-1]!r} (task order so far {seen})"
             )
         seen.append(seg.task)
+
+
+UE_IMAGE_ATTENTION = ("causal", "bidirectional")
+
+
+def ue_block_flags(
+    input_ids: torch.Tensor, *, vision_start_id: int, vision_end_id: int, image_attention: str
+) -> torch.Tensor:
+    """(B, S) long "starts a new block" flags of UE token ids (the understanding task's segments).
+
+    Every token starts a block (causal language), except, with `image_attention="bidirectional"`,
+    the tokens of an image block after its `<|vision_start|>`: the whole block is one bidirectional
+    block. Raises ValueError on unbalanced or nested vision start/end tokens.
+    """
+    if image_attention not in UE_IMAGE_ATTENTION:
+        raise ValueError(
+            f"image_attention: expected one of {list(UE_IMAGE_ATTENTION)}, got {image_attention!r}"
+        )
+    is_start = input_ids == vision_start_id
+    is_end = input_ids == vision_end_id
+    # Open blocks at each token: starts so far (inclusive) minus ends strictly before it.
+    depth = torch.cumsum(is_start.long(), 1) - (torch.cumsum(is_end.long(), 1) - is_end.long())
+    if bool((depth < 0).any() or (depth > 1).any() or (depth[:, -1] - is_end[:, -1].long() != 0).any()):
+        raise ValueError(
+            "input_ids: expected balanced, non-nested <|vision_start|> ... <|vision_end|> blocks, got "
+            f"{is_start.sum(1).tolist()} starts and {is_end.sum(1).tolist()} ends per sample"
+        )
+    flags = torch.ones_like(input_ids, dtype=torch.long)
+    if image_attention == "bidirectional":
+        flags[(depth > 0) & ~is_start] = 0
+    return flags
+
+
+def ue_attention_mask(
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    *,
+    vision_start_id: int,
+    vision_end_id: int,
+    image_attention: str,
+) -> torch.Tensor:
+    """(B, 1, S, S) bool mask of the UE's own prefill, True = may attend.
+
+    input_ids (B, S), attention_mask (B, S) (1 = real token, 0 = padding). Columns of padding are
+    never visible; a padded row sees itself only, so its (discarded) output stays finite.
+    """
+    flags = ue_block_flags(
+        input_ids,
+        vision_start_id=vision_start_id,
+        vision_end_id=vision_end_id,
+        image_attention=image_attention,
+    )
+    blocks = torch.cumsum(flags, dim=1)
+    allowed = (blocks[:, None, :] <= blocks[:, :, None]) & attention_mask.bool()[:, None, :]
+    eye = torch.eye(input_ids.shape[1], dtype=torch.bool, device=input_ids.device)
+    return (allowed | eye)[:, None]

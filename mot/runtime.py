@@ -3,17 +3,20 @@ is refreshed every `k` steps.
 
 - `mode="sync"`: at every k-th step the UE runs in the calling thread before the AE
   (k = 1 is the synchronous AutoMoT-S baseline: UE + AE every step).
-- `mode="background"`: at every k-th step the newest observation is handed to a worker thread
-  (one slot, newest wins); the worker runs the UE and publishes the finished cache by swapping one
+- `mode="background"`: at every k-th step the newest observation is handed to a refresher
+  (`mot.workers`: a thread with its own bounded torch pool, or a worker process pinned to its own
+  cores) with a one-slot mailbox (newest wins). A finished cache is published by swapping one
   reference under a lock (a double buffer: the fast loop reads the front cache while the worker
   fills the back one). The fast loop never waits for the UE, except for the very first cache of an
   episode, and never sees a half-written cache: a `UECache` is complete before it is published and
   is never mutated afterwards.
 
-Every plan records the age of the cache it used (steps and seconds since the UE's observation).
-A UE failure (either mode) is logged and exposed (`last_error`, `ue_failures`, `PlanStep.ue_error`);
-planning continues on the last good cache until it is older than `max_cache_age` steps, then
-`StaleCacheError` is raised.
+Every plan records the cache it used (`PlanStep.cache`, its step, generation and age in steps and
+seconds). A UE failure (either mode) is logged and exposed (`last_error`, `ue_failures`,
+`PlanStep.ue_error`); planning continues on the last good cache until it is older than
+`max_cache_age` steps, then `StaleCacheError` is raised. Results and failures of a refresh that
+belongs to an earlier episode (it finished after `reset`) are dropped: they never touch the new
+episode's cache, error state or first-cache wait.
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ from automot.types import EpisodeInfo, Observation, PolicyOutput, SensorBatch
 from mot.action_expert import MoTOutput
 from mot.backbone import MoTBackbone
 from mot.cache import UECache
+from mot.workers import ProcessRefresher, Request, ThreadRefresher, default_ue_threads
 
 log = logging.getLogger(__name__)
 
 MODES = ("sync", "background")
+EXECUTORS = ("thread", "process")
 
 
 class StaleCacheError(RuntimeError):
@@ -43,11 +48,24 @@ class StaleCacheError(RuntimeError):
 
 @dataclass
 class FastSlowConfig:
-    refresh_every: int = 2  # k: UE refresh period in steps; 1 = synchronous AutoMoT-S
+    """refresh_every (k): UE refresh period in steps; 1 = synchronous AutoMoT-S.
+    max_cache_age: steps; planning on an older cache raises StaleCacheError. None = max(8, 4k).
+    It must be at least the age a healthy run reaches: k - 1 in sync mode, k in background mode
+    (the refresh requested at step n is published at step n + 1 at the earliest).
+    executor / ue_threads / ue_cores: background mode only (see `mot.workers`); ue_threads None =
+    half of the available cores; ue_cores None = no pinning.
+    seed: the planner's torch.Generator (sampling heads) and the reasoning seeds; reset() reseeds
+    per episode.
+    """
+
+    refresh_every: int = 2
     mode: str = "sync"
-    max_cache_age: int = 8  # steps; planning on an older cache raises StaleCacheError
+    max_cache_age: int | None = None
     first_cache_timeout_s: float = 600.0
-    seed: int = 0  # the planner's torch.Generator (sampling heads); reset() reseeds per episode
+    seed: int = 0
+    executor: str = "thread"
+    ue_threads: int | None = None
+    ue_cores: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.refresh_every, int) or self.refresh_every < 1:
@@ -55,12 +73,31 @@ class FastSlowConfig:
                 f"FastSlowConfig.refresh_every: expected an int >= 1, got {self.refresh_every!r}"
             )
         check_choice("FastSlowConfig.mode", self.mode, MODES)
-        if not isinstance(self.max_cache_age, int) or self.max_cache_age < self.refresh_every - 1:
+        check_choice("FastSlowConfig.executor", self.executor, EXECUTORS)
+        if self.max_cache_age is None:
+            self.max_cache_age = max(8, 4 * self.refresh_every)
+        need = self.healthy_age
+        if not isinstance(self.max_cache_age, int) or self.max_cache_age < need:
             raise ValueError(
-                f"FastSlowConfig.max_cache_age: expected an int >= refresh_every - 1 = {self.refresh_every - 1} "
-                f"(a healthy cache reaches that age), got {self.max_cache_age!r}"
+                f"FastSlowConfig.max_cache_age: expected an int >= {need} (a healthy {self.mode} run with "
+                f"refresh_every={self.refresh_every} reaches cache age {need}), got {self.max_cache_age!r}"
             )
         check_positive("FastSlowConfig.first_cache_timeout_s", self.first_cache_timeout_s)
+        if self.ue_threads is not None and (not isinstance(self.ue_threads, int) or self.ue_threads < 1):
+            raise ValueError(
+                f"FastSlowConfig.ue_threads: expected None or an int >= 1, got {self.ue_threads!r}"
+            )
+        if self.ue_cores is not None:
+            self.ue_cores = tuple(self.ue_cores)
+            if not self.ue_cores or any(not isinstance(c, int) or c < 0 for c in self.ue_cores):
+                raise ValueError(
+                    f"FastSlowConfig.ue_cores: expected None or a non-empty tuple of core ids, got {self.ue_cores!r}"
+                )
+
+    @property
+    def healthy_age(self) -> int:
+        """The largest cache age a run without UE failures reaches when the UE is fast enough."""
+        return self.refresh_every - 1 if self.mode == "sync" else self.refresh_every
 
 
 @dataclass
@@ -68,8 +105,10 @@ class PlanStep:
     """One fast-loop result (batch of one).
 
     waypoints (6, 2), route (20, 2): ego frame, metres. lateral / longitudinal: the arg-max
-    meta-action per horizon (lateral is None in the longitudinal3 set). cache_*: which UE cache was
-    used and how old it was. ue_refreshed: the cache changed since the previous step.
+    meta-action per horizon (lateral is None in the longitudinal3 set). cache: the UE cache the AE
+    attended to (cache_step / cache_generation / cache_age_*: which one and how old).
+    ue_refreshed: the cache changed since the previous step. reasoning: the UE's generated text in
+    that cache (None without reasoning).
     """
 
     waypoints: np.ndarray
@@ -85,20 +124,21 @@ class PlanStep:
     ue_error: str | None
     latency_s: float
     output: MoTOutput
+    cache: UECache
+    reasoning: str | None = None
 
 
-@dataclass(frozen=True)
-class _Request:
-    episode: int
-    step: int
-    time_s: float
-    batch: SensorBatch
+def reasoning_seed(planner_seed: int, episode_seed: int, step: int) -> int:
+    """The seed of a refresh's sampled reasoning: a function of (planner seed, episode, step) only,
+    so sync and background runs (and reruns) sample the same text for the same request."""
+    return int(np.random.SeedSequence([planner_seed, episode_seed, step]).generate_state(1)[0])
 
 
 class FastSlowPlanner:
     """Closed-loop planner over a `MoTBackbone`; also a `automot.types.Policy` (`reset`, `plan`).
 
-    The AE is switched to eval mode: the planner is an inference object.
+    The AE is switched to eval mode: the planner is an inference object. Call `close()` (or use it
+    as a context manager) to stop a background worker.
     """
 
     def __init__(self, backbone: MoTBackbone, config: FastSlowConfig | None = None, **overrides) -> None:
@@ -108,11 +148,18 @@ class FastSlowPlanner:
             )
         self.backbone = backbone
         self.config = config if config is not None else FastSlowConfig(**overrides)
+        process = self.config.mode == "background" and self.config.executor == "process"
+        if process and not hasattr(backbone.ue, "recipe"):
+            raise ValueError(
+                "FastSlowConfig.executor: 'process' needs a UE that can be rebuilt in another process "
+                f"(one with recipe(), e.g. FrozenQwen3VLExpert), got {type(backbone.ue).__name__}; "
+                "use executor='thread'"
+            )
         self.device = backbone.ae.decision_queries.device
         backbone.ae.eval()
         self._lock = threading.Lock()
         self._published = threading.Condition(self._lock)
-        self._worker: _Worker | None = None
+        self._worker: ThreadRefresher | ProcessRefresher | None = None
         self.ue_calls = 0
         self.ue_failures = 0
         self.last_error: BaseException | None = None
@@ -126,7 +173,8 @@ class FastSlowPlanner:
         The generator seed is `config.seed * 1_000_003 + episode.seed` (just `config.seed` without an
         episode), so a given (planner seed, episode seed) pair always samples the same noise.
         """
-        seed = self.config.seed if episode is None else self.config.seed * 1_000_003 + int(episode.seed)
+        self._episode_seed = 0 if episode is None else int(episode.seed)
+        seed = self.config.seed if episode is None else self.config.seed * 1_000_003 + self._episode_seed
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         with self._lock:
             self._episode += 1
@@ -137,6 +185,12 @@ class FastSlowPlanner:
         self._last_generation = -1
         if self._worker is not None:
             self._worker.drop_pending()  # a queued request of the old episode is no longer wanted
+
+    def start(self) -> None:
+        """Background mode: start the refresher now (a worker process takes seconds to start);
+        otherwise it starts at the first step."""
+        if self.config.mode == "background":
+            self._ensure_worker()
 
     def close(self) -> None:
         """Stop the background worker (if any)."""
@@ -163,7 +217,13 @@ class FastSlowPlanner:
         n = self._step
         batch = SensorBatch.from_observations([observation]).to(self.device)
         if n % self.config.refresh_every == 0:
-            request = _Request(self._episode, n, float(observation.time_s), batch)
+            request = Request(
+                self._episode,
+                n,
+                float(observation.time_s),
+                reasoning_seed(self.config.seed, self._episode_seed, n),
+                batch,
+            )
             if self.config.mode == "sync":
                 self._refresh(request)
             else:
@@ -179,7 +239,8 @@ class FastSlowPlanner:
         )
 
     def plan(self, observation: Observation) -> PolicyOutput:
-        """`Policy` protocol: waypoints (6, 2) and route (20, 2) numpy, cache age in `info`."""
+        """`Policy` protocol: waypoints (6, 2) and route (20, 2) numpy, the UE's reasoning text,
+        cache age and decisions in `info`."""
         s = self.step(observation)
         info = {
             "cache_age_steps": s.cache_age_steps,
@@ -191,48 +252,74 @@ class FastSlowPlanner:
             "longitudinal": s.longitudinal,
             "latency_s": s.latency_s,
         }
-        return PolicyOutput(waypoints=s.waypoints, route=s.route, info=info)
+        return PolicyOutput(waypoints=s.waypoints, route=s.route, info=info, reasoning=s.reasoning)
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Background mode: block until no refresh is queued or running (tests, benchmarks)."""
         return True if self._worker is None else self._worker.wait_idle(timeout)
 
     # -- the slow path ------------------------------------------------------------------------
-    def _refresh(self, request: _Request) -> None:
-        """Run the UE on `request` and publish its cache; a failure is recorded, not raised."""
-        self.ue_calls += 1
-        try:
-            cache = self.backbone.prefill(request.batch, step=request.step, time_s=request.time_s)
-            # A malformed or non-finite cache is a UE failure too; checked once, before publication.
-            cache.validate(self.backbone.ae.geometry)
-        except Exception as err:  # any UE failure: keep planning on the last good cache
-            log.exception("understanding expert refresh failed at step %d", request.step)
-            with self._lock:
-                self.ue_failures += 1
-                self.last_error = err
-                self._published.notify_all()
-            return
-        with self._lock:
-            if request.episode != self._episode:
-                return  # finished after a reset: belongs to an old episode
-            self._generation += 1
-            # The swap: one reference assignment of a complete, never-mutated cache.
-            self._front = cache.with_generation(self._generation)
-            self.last_error = None
-            self._published.notify_all()
+    def _run_ue(self, request: Request) -> UECache:
+        cache = self.backbone.prefill(
+            request.batch, step=request.step, time_s=request.time_s, seed=request.seed
+        )
+        # A malformed or non-finite cache is a UE failure too; checked once, before publication.
+        return cache.validate(self.backbone.ae.geometry)
 
-    def _ensure_worker(self) -> _Worker:
+    def _refresh(self, request: Request) -> None:
+        """Sync mode: run the UE on `request` in this thread and publish its result."""
+        cache, error = None, None
+        try:
+            cache = self._run_ue(request)
+        except Exception as err:  # any UE failure: keep planning on the last good cache
+            error = err
+        self._publish(request, cache, error)
+
+    def _publish(self, request: Request, cache: UECache | None, error: BaseException | None) -> None:
+        """Swap in a finished cache, or record a failure; either only for the current episode."""
+        with self._lock:
+            self.ue_calls += 1
+            current = request.episode == self._episode
+            if error is not None:
+                self.ue_failures += 1
+                if current:
+                    self.last_error = error
+            elif current:
+                self._generation += 1
+                # The swap: one reference assignment of a complete, never-mutated cache.
+                self._front = cache.with_generation(self._generation)
+                self.last_error = None
+            if current:
+                self._published.notify_all()
+        if error is not None:
+            log.error(
+                "understanding expert refresh failed at step %d%s",
+                request.step,
+                "" if current else " (of a previous episode; ignored)",
+                exc_info=error,
+            )
+
+    def _ensure_worker(self) -> ThreadRefresher | ProcessRefresher:
         if self._worker is None:
-            self._worker = _Worker(self._refresh)
+            cfg = self.config
+            threads = cfg.ue_threads if cfg.ue_threads is not None else default_ue_threads()
+            if cfg.executor == "process":
+                self._worker = ProcessRefresher(
+                    self.backbone.ue.recipe(), self._publish, threads=threads, cores=cfg.ue_cores
+                )
+            else:
+                self._worker = ThreadRefresher(
+                    self._run_ue, self._publish, threads=threads, cores=cfg.ue_cores, device=self.device
+                )
         return self._worker
 
     def _current_cache(self, n: int) -> UECache:
         with self._lock:
             if self._front is None and self.config.mode == "background":
-                # Nothing to plan against yet: the first cache of an episode is waited for.
-                failures = self.ue_failures
+                # Nothing to plan against yet: the first cache of an episode is waited for. Only
+                # this episode's outcome wakes the wait (`_publish` ignores older episodes).
                 self._published.wait_for(
-                    lambda: self._front is not None or self.ue_failures != failures,
+                    lambda: self._front is not None or self.last_error is not None,
                     timeout=self.config.first_cache_timeout_s,
                 )
             cache, err = self._front, self.last_error
@@ -274,53 +361,6 @@ class FastSlowPlanner:
             ue_error=None if err is None else repr(err),
             latency_s=latency,
             output=out,
+            cache=cache,
+            reasoning=None if out.reasoning is None else out.reasoning[0],
         )
-
-
-class _Worker:
-    """One background thread with a one-slot mailbox (the newest request replaces a queued one)."""
-
-    def __init__(self, run) -> None:
-        self._run_request = run
-        self._cv = threading.Condition()
-        self._request: _Request | None = None
-        self._busy = False
-        self._stopping = False
-        self._thread = threading.Thread(target=self._loop, name="ue-refresh", daemon=True)
-        self._thread.start()
-
-    def submit(self, request: _Request) -> None:
-        with self._cv:
-            self._request = request
-            self._cv.notify_all()
-
-    def drop_pending(self) -> None:
-        with self._cv:
-            self._request = None
-            self._cv.notify_all()
-
-    def wait_idle(self, timeout: float | None) -> bool:
-        with self._cv:
-            return self._cv.wait_for(lambda: not self._busy and self._request is None, timeout=timeout)
-
-    def stop(self) -> None:
-        with self._cv:
-            self._stopping = True
-            self._request = None
-            self._cv.notify_all()
-        self._thread.join()
-
-    def _loop(self) -> None:
-        while True:
-            with self._cv:
-                self._cv.wait_for(lambda: self._request is not None or self._stopping)
-                if self._stopping:
-                    return
-                request, self._request, self._busy = self._request, None, True
-            try:
-                with torch.no_grad():
-                    self._run_request(request)
-            finally:
-                with self._cv:
-                    self._busy = False
-                    self._cv.notify_all()

@@ -61,47 +61,50 @@ class CountingUE:
     def geometry(self):
         return self.ue.geometry
 
-    def prefill(self, batch, *, step=0, time_s=0.0):
+    def prefill(self, batch, *, step=0, time_s=0.0, seed=None):
         self.steps.append(step)
-        return self.ue.prefill(batch, step=step, time_s=time_s)
+        return self.ue.prefill(batch, step=step, time_s=time_s, seed=seed)
 
 
 class FakeUE:
     """A UE of a given geometry whose cache tensors all equal the call number (its "generation").
 
     `gate`: when given, the build stops after the first layer until the gate is set, so a test can
-    hold the worker in the middle of writing a cache. `fail_on`: call numbers that raise;
+    hold the worker in the middle of writing a cache; `gates` does the same for single calls. `fail_on`: call numbers that raise;
     `nan_on`: call numbers whose cache contains a NaN.
     """
 
-    def __init__(self, geometry, *, seq_len: int = 5, gate=None, fail_on=(), nan_on=()) -> None:
+    def __init__(self, geometry, *, seq_len: int = 5, gate=None, gates=None, fail_on=(), nan_on=()) -> None:
         import threading
 
         self.geometry = geometry
         self.seq_len = seq_len
         self.gate = gate
+        self.gates = dict(gates or {})  # call number -> its own gate (in addition to `gate`)
         self.fail_on = set(fail_on)
         self.nan_on = set(nan_on)
         self.calls = 0
         self.in_build = threading.Event()
 
-    def prefill(self, batch, *, step=0, time_s=0.0):
+    def prefill(self, batch, *, step=0, time_s=0.0, seed=None):
         from mot import UECache
 
         self.calls += 1
-        gen = float(self.calls)
-        if self.calls in self.fail_on:
-            raise RuntimeError(f"fake UE failure on call {self.calls}")
+        call = self.calls
+        gen = float(call)
         g, b, s = self.geometry, batch.batch_size, self.seq_len
         keys, values = [], []
         for layer in range(g.num_layers):
             keys.append(torch.full((b, g.num_kv_heads, s, g.head_dim), gen))
             values.append(torch.full((b, g.num_kv_heads, s, g.head_dim), gen))
-            if layer == 0 and self.gate is not None:
-                self.in_build.set()
-                if not self.gate.wait(timeout=30):
-                    raise RuntimeError("FakeUE gate was never opened")
-        if self.calls in self.nan_on:
+            for gate in (self.gate, self.gates.get(call)):
+                if layer == 0 and gate is not None:
+                    self.in_build.set()
+                    if not gate.wait(timeout=30):
+                        raise RuntimeError("FakeUE gate was never opened")
+        if call in self.fail_on:  # after the gate: a test can make a held refresh fail late
+            raise RuntimeError(f"fake UE failure on call {call}")
+        if call in self.nan_on:
             values[-1][..., -1] = float("nan")
         return UECache(
             keys=tuple(keys),

@@ -123,3 +123,98 @@ def test_bad_layouts_raise():
         segment_slices([Segment("a", 1, "x"), Segment("a", 1, "x")])
     with pytest.raises(ValueError, match="square"):
         render_mask(torch.ones(2, 3, dtype=torch.bool), ["a", "b"])
+
+
+# -- the mask options of the model, against masks built from segment labels by the rules above ----------
+
+
+def _ue_layout(ids, start_id, end_id):
+    """Segment labels of one UE token sequence: language runs are causal segments, every image block
+    (start .. end) its own segment; all in the understanding task."""
+    layout, run, i = [], 0, 0
+    tokens = ids.tolist()
+    while i < len(tokens):
+        if tokens[i] == start_id:
+            if run:
+                layout.append(Segment(f"text{len(layout)}", run, "understanding", causal=True))
+                run = 0
+            j = tokens.index(end_id, i)
+            layout.append(Segment(f"image{len(layout)}", j - i + 1, "understanding"))
+            i = j + 1
+        else:
+            run += 1
+            i += 1
+    if run:
+        layout.append(Segment(f"text{len(layout)}", run, "understanding", causal=True))
+    return layout
+
+
+@pytest.mark.parametrize("image_attention", ["bidirectional", "causal"])
+def test_ue_mask_options_match_the_rules(tiny_backbone, image_attention):
+    from mot import FrozenQwen3VLExpert
+    from mot.mask import ue_attention_mask
+    from tests.mot._support import make_batch
+
+    ue = FrozenQwen3VLExpert(
+        tiny_backbone.ue._model, tiny_backbone.ue.processor, image_attention=image_attention
+    )
+    batch = make_batch(2, t=2, v=2, prompts=("turn left at the junction ahead", "go"))
+    inputs = ue.encode(batch)
+    ids, pad = inputs["input_ids"], inputs["padding_mask"].bool()
+    cfg = ue.hf_config
+    got = ue_attention_mask(
+        ids, pad, vision_start_id=cfg.vision_start_token_id, vision_end_id=cfg.vision_end_token_id,
+        image_attention=image_attention,
+    )[:, 0]  # fmt: skip
+    # What the UE actually ran with (the additive mask handed to HF) is the same mask.
+    assert torch.equal(inputs["attention_mask"][:, 0] == 0, got)
+    for i in range(ids.shape[0]):
+        real = pad[i]
+        layout = _ue_layout(ids[i][real], cfg.vision_start_token_id, cfg.vision_end_token_id)
+        assert sum(seg.causal is False for seg in layout) == 4  # T x V = 4 image blocks
+        if image_attention == "causal":
+            layout = [Segment(seg.name, seg.length, seg.task, causal=True) for seg in layout]
+        want = _brute_force(layout, cross_modal_causal=True)
+        assert torch.equal(got[i][real][:, real], want)
+        # Padding columns are visible to nobody but themselves.
+        pad_cols = got[i][:, ~real] & ~torch.eye(len(real), dtype=torch.bool)[:, ~real]
+        assert not pad_cols.any()
+    # The two options differ exactly inside image blocks (bidirectional sees later patches).
+    if image_attention == "bidirectional":
+        assert bool(got[0][real][:, real].triu(1).any())
+
+
+@pytest.mark.parametrize(
+    "cross_modal,order",
+    [(True, "route_first"), (False, "waypoints_first"), (True, "waypoints_first"), (False, "route_first")],
+)
+def test_ae_mask_options_match_the_rules(tiny_backbone, cross_modal, order):
+    from mot import build_action_expert, preset_config
+
+    config = preset_config("tiny", {"ae": {"cross_modal_causal": cross_modal, "plan_order": order}})
+    ae = build_action_expert(config, tiny_backbone.ue.geometry)
+    n_rgb, n_bev, n_state = ae.image_tokens.num_tokens, ae.bev_tokens.num_tokens, ae.state_tokens.num_tokens
+    plan = [Segment("route", 20, "planning"), Segment("waypoints", 6, "planning")]
+    layout = [
+        Segment("ue", 1, "understanding", causal=True),
+        Segment("rgb", n_rgb, "observation"),
+        Segment("bev", n_bev, "observation"),
+        Segment("state", n_state, "observation"),
+        Segment("decision", 3, "decision"),
+        *(plan if order == "route_first" else plan[::-1]),
+    ]
+    assert [s.name for s in ae.segments] == [s.name for s in layout[1:]]
+    want = _brute_force(layout, cross_modal_causal=cross_modal)
+    assert bool(want[1:, 0].all())  # every action token sees the UE
+    assert torch.equal(ae.ae_mask, want[1:, 1:])
+
+
+def test_default_mask_is_the_reference_layout():
+    """Section 3.1's text and the public AutoMoT code: image blocks bidirectional inside the UE,
+    each AE input group its own causal block, route before waypoints."""
+    from mot import preset_config
+
+    for name in ("tiny", "small", "bench", "paper"):
+        config = preset_config(name)
+        assert config.ue.image_attention == "bidirectional"
+        assert config.ae.cross_modal_causal is True and config.ae.plan_order == "route_first"

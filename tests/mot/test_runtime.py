@@ -183,6 +183,83 @@ def test_config_validation():
         FastSlowConfig(mode="async")
     with pytest.raises(ValueError, match="max_cache_age"):
         FastSlowConfig(refresh_every=4, max_cache_age=2)
+    with pytest.raises(ValueError, match="executor"):
+        FastSlowConfig(mode="background", executor="fiber")
+    with pytest.raises(ValueError, match="ue_threads"):
+        FastSlowConfig(ue_threads=0)
+    assert FastSlowConfig(refresh_every=4).max_cache_age == 16  # default: max(8, 4k)
+
+
+def test_max_cache_age_below_a_healthy_background_run_is_rejected():
+    """Background k=3 reaches age 3 with no UE error (the refresh of step 3 lands at step 4 at the
+    earliest); the old check (>= k - 1) accepted 2 and then raised StaleCacheError at step 3."""
+    with pytest.raises(ValueError, match=r"max_cache_age: expected an int >= 3 .*refresh_every=3.*got 2"):
+        FastSlowConfig(refresh_every=3, mode="background", max_cache_age=2)
+    FastSlowConfig(refresh_every=3, mode="sync", max_cache_age=2)  # sync reaches k - 1 = 2 only
+
+
+def test_healthy_background_run_at_the_minimum_max_cache_age(tiny_backbone, fake_ae):
+    gate = threading.Event()
+    gate.set()
+    fake = FakeUE(tiny_backbone.ue.geometry, gate=gate)
+    with FastSlowPlanner(
+        MoTBackbone(fake, fake_ae), refresh_every=3, mode="background", max_cache_age=3
+    ) as p:
+        p.step(make_observation(0))
+        ages = []
+        for i in range(1, 10):
+            if i % 3 == 0:
+                gate.clear()  # hold the refresh: the step that requested it plans on the old cache
+                fake.in_build.clear()
+            ages.append(p.step(make_observation(i)).cache_age_steps)
+            if i % 3 == 0:
+                assert fake.in_build.wait(30)
+                gate.set()
+                assert p.wait_idle(30)
+    assert ages == [1, 2, 3, 1, 2, 3, 1, 2, 3] and p.last_error is None
+
+
+class _OpenGateWhenWaiting(threading.Condition):
+    """A condition that opens `gate` right before the fast loop starts waiting on it."""
+
+    def __init__(self, lock, gate) -> None:
+        super().__init__(lock)
+        self.gate = gate
+
+    def wait_for(self, predicate, timeout=None):
+        self.gate.set()
+        return super().wait_for(predicate, timeout)
+
+
+def test_late_failure_of_the_previous_episode_does_not_affect_the_next_one(tiny_backbone, fake_ae):
+    """Call 2 (episode 1) fails after the reset, while episode 2 waits for its first cache (call 3).
+    Call 3 is held until call 2's outcome has been handled, so the order is deterministic."""
+    held, new_episode = threading.Event(), threading.Event()
+    fake = FakeUE(tiny_backbone.ue.geometry, gates={2: held, 3: new_episode}, fail_on={2})
+    p = FastSlowPlanner(MoTBackbone(fake, fake_ae), refresh_every=1, mode="background", max_cache_age=50)
+    publish = p._publish
+
+    def publish_then_release(request, cache, error):
+        publish(request, cache, error)
+        if request.step == 1:
+            new_episode.set()
+
+    p._publish = publish_then_release
+    try:
+        p.step(make_observation(0))
+        assert p.wait_idle(30)
+        p.step(make_observation(1))  # call 2 starts, is held, and will fail once released
+        assert fake.in_build.wait(30)
+        p.reset(EpisodeInfo(scenario="next", seed=1))
+        p._published = _OpenGateWhenWaiting(p._lock, held)  # release call 2 once the wait begins
+        s = p.step(make_observation(5))
+        assert (s.step, s.cache_step, s.cache_generation, s.ue_error) == (0, 0, 1, None)
+        assert p.last_error is None and p.ue_failures == 1  # counted, but not the new episode's error
+        assert p.step(make_observation(6)).ue_error is None
+    finally:
+        held.set()
+        new_episode.set()
+        p.close()
 
 
 def test_reset_drops_a_refresh_of_the_previous_episode(tiny_backbone, fake_ae):
@@ -202,3 +279,35 @@ def test_reset_drops_a_refresh_of_the_previous_episode(tiny_backbone, fake_ae):
         s = planner.step(make_observation(5))  # waits for the first cache of the new episode
     assert s.step == 0 and s.cache_step == 0 and s.cache_generation == 1
     assert cache_generation_values(bb.used[-1]) == {3.0}  # built by call 3, the new episode's request
+
+
+@pytest.mark.parametrize("executor", ["thread", "process"])
+def test_background_plan_equals_the_sync_plan_with_the_cache_current_at_that_step(tiny_backbone, executor):
+    """No waiting: the UE refreshes concurrently. Each step records the cache it used; recomputing
+    the AE synchronously with that cache gives the same plan, bit for bit, and the cache is what a
+    synchronous prefill of that step's observation gives."""
+    observations = [make_observation(i) for i in range(8)]
+    with FastSlowPlanner(
+        tiny_backbone, refresh_every=2, mode="background", executor=executor, ue_threads=1
+    ) as p:
+        steps = [p.step(o) for o in observations]
+    used = {}
+    for i, s in enumerate(steps):
+        assert (s.cache.step, s.cache.generation) == (s.cache_step, s.cache_generation)
+        assert s.cache_step % 2 == 0 and 0 <= s.cache_age_steps == i - s.cache_step
+        with torch.no_grad():
+            ref = tiny_backbone.act(SensorBatch.from_observations([observations[i]]), s.cache)
+        assert torch.equal(ref.latents, s.output.latents)
+        assert np.array_equal(ref.plan.waypoints[0].numpy(), s.waypoints)
+        used[s.cache_step] = s.cache
+    assert 0 in used
+    for step, cache in used.items():
+        fresh = tiny_backbone.prefill(SensorBatch.from_observations([observations[step]]))
+        torch.testing.assert_close(cache.hidden, fresh.hidden, atol=1e-5, rtol=0)
+        torch.testing.assert_close(cache.keys[-1], fresh.keys[-1], atol=1e-5, rtol=0)
+
+
+def test_process_executor_needs_a_rebuildable_ue(tiny_backbone, fake_ae):
+    fake = FakeUE(tiny_backbone.ue.geometry)
+    with pytest.raises(ValueError, match="executor: 'process' needs a UE"):
+        FastSlowPlanner(MoTBackbone(fake, fake_ae), mode="background", executor="process")

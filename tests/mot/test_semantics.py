@@ -125,10 +125,10 @@ def test_cross_modal_causal_option_reaches_the_model(tiny_backbone):
     from mot import build_action_expert, preset_config
 
     g = tiny_backbone.ue.geometry
-    default = build_action_expert(preset_config("tiny"), g)
-    causal = build_action_expert(preset_config("tiny", {"ae": {"cross_modal_causal": True}}), g)
-    rgb, bev = default.slices["rgb"], default.slices["bev"]
-    assert default.ae_mask[rgb, bev].all() and default.ae_mask[bev, rgb].all()
+    causal = build_action_expert(preset_config("tiny"), g)  # the default: cross-modal causal
+    bidirectional = build_action_expert(preset_config("tiny", {"ae": {"cross_modal_causal": False}}), g)
+    rgb, bev = causal.slices["rgb"], causal.slices["bev"]
+    assert bidirectional.ae_mask[rgb, bev].all() and bidirectional.ae_mask[bev, rgb].all()
     assert not causal.ae_mask[rgb, bev].any() and causal.ae_mask[bev, rgb].all()
 
 

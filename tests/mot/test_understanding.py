@@ -11,6 +11,7 @@ import torch
 
 from mot import FrozenQwen3VLExpert, QwenUEConfig, build_raw_qwen3vl, save_qwen3vl, ue_geometry
 from mot.decision import decision_nll
+from mot.reasoning import output_cache
 from tests.mot._support import make_batch
 
 
@@ -92,8 +93,9 @@ def test_training_the_ae_leaves_the_ue_untouched(tiny_backbone, batch):
 
 
 def test_cache_matches_hf_default_forward_and_layout(tiny_backbone, batch):
-    """Our explicit M-RoPE ids give the same keys as HF's own forward computing them itself."""
-    ue = tiny_backbone.ue
+    """With causal image attention (Qwen as pretrained), our explicit M-RoPE ids and 4-D mask give
+    the same keys as HF's own forward computing positions and the causal mask itself."""
+    ue = FrozenQwen3VLExpert(tiny_backbone.ue._model, tiny_backbone.ue.processor, image_attention="causal")
     cache = ue.prefill(batch)
     g = ue.geometry
     assert cache.num_layers == g.num_layers
@@ -101,12 +103,13 @@ def test_cache_matches_hf_default_forward_and_layout(tiny_backbone, batch):
     assert cache.hidden.shape == (batch.batch_size, cache.seq_len, g.hidden_size)
     inputs = ue.encode(batch)
     inputs.pop("position_ids")
+    inputs["attention_mask"] = inputs.pop("padding_mask")
     hf = ue._model
     hf.model.rope_deltas = None
     with torch.no_grad():
         ref = hf.model(**inputs, use_cache=True)
     m = cache.mask
-    for layer_idx, layer in enumerate(ref.past_key_values.layers):
+    for layer_idx, layer in enumerate(output_cache(ref).layers):
         valid = m[:, None, :, None].expand_as(layer.keys)
         assert torch.equal(cache.keys[layer_idx][valid], layer.keys[valid])
         assert torch.equal(cache.values[layer_idx][valid], layer.values[valid])

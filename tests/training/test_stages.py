@@ -188,5 +188,5 @@ def test_ue_pretraining_learns_and_exports_a_frozen_ue(tmp_path):
                 )
             }
         )
-    mask = inputs["attention_mask"].bool()
+    mask = inputs["padding_mask"].bool()
     assert torch.allclose(cache.hidden[mask], ref.last_hidden_state[mask], atol=1e-5)

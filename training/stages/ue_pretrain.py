@@ -20,7 +20,7 @@ from automot.io import atomic_directory
 from mot.config import QwenUEConfig
 from mot.presets import preset_config
 from mot.qwen_offline import EOS_TOKEN, build_raw_qwen3vl, save_qwen3vl
-from mot.understanding import ue_prompt_text
+from mot.understanding import prepare_ue_inputs, ue_prompt_text
 from training.optim import OptimConfig, build_optimizer, build_scheduler
 
 IGNORE = -100
@@ -59,12 +59,15 @@ class UEPretrainStage(L.LightningModule):
         images = list(sensors.rgb_history.reshape(b * t * v, *sensors.rgb_history.shape[3:]).cpu())
         inputs = self.processor(text=texts, images=images, return_tensors="pt", padding=True)
         inputs = {k: val.to(self.device) for k, val in inputs.items()}
+        # The same attention (image blocks, positions) the frozen UE uses later.
+        inputs = prepare_ue_inputs(self.model, inputs, self.ue_config.image_attention)
+        padding = inputs.pop("padding_mask")
         ids = inputs["input_ids"]
         # The answer starts after the last "<|im_start|> assistant" (left padding: rows end aligned).
         is_start = ids == self._im_start
         last_start = ids.shape[1] - 1 - is_start.flip(1).float().argmax(dim=1)
         positions = torch.arange(ids.shape[1], device=ids.device)[None]
-        answer = (positions >= (last_start + 2)[:, None]) & inputs["attention_mask"].bool()
+        answer = (positions >= (last_start + 2)[:, None]) & padding.bool()
         inputs["labels"] = torch.where(answer, ids, torch.full_like(ids, IGNORE))
         return inputs
 
