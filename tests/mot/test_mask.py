@@ -218,3 +218,39 @@ def test_default_mask_is_the_reference_layout():
         config = preset_config(name)
         assert config.ue.image_attention == "bidirectional"
         assert config.ae.cross_modal_causal is True and config.ae.plan_order == "route_first"
+
+
+def _doc_layout(images_causal: bool, order: str) -> list[Segment]:
+    ue = [
+        Segment("sys", 2, "understanding", causal=True),
+        Segment("img1", 3, "understanding", causal=images_causal),
+        Segment("img2", 3, "understanding", causal=images_causal),
+        Segment("prompt", 1, "understanding", causal=True),
+        Segment("cot", 2, "understanding", causal=True),
+    ]
+    plan = [Segment("route", 2, "planning"), Segment("wp", 2, "planning")]
+    ae = [
+        Segment("rgb", 2, "observation"),
+        Segment("bev", 2, "observation"),
+        Segment("state", 1, "observation"),
+        Segment("dec", 2, "decision"),
+    ]
+    return ue + ae + (plan if order == "route_first" else plan[::-1])
+
+
+@pytest.mark.parametrize("name", ["reference", "figure3"])
+def test_docs_draw_the_masks_the_rules_give(name):
+    """docs/mot.md draws both mask options; the drawings are what the rules produce."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "mot.md").read_text()
+    block = text.split(f"<!-- mask-{name} -->", 1)[1].split(f"<!-- /mask-{name} -->", 1)[0]
+    drawn = block.strip().strip("`").strip("\n")
+    ue_labels = list("ssiiiiiiprr")
+    if name == "reference":
+        layout, labels, cross = _doc_layout(False, "route_first"), ue_labels + list("ccbbeddRRWW"), True
+    else:
+        layout, labels, cross = _doc_layout(True, "waypoints_first"), ue_labels + list("ccbbeddWWRR"), False
+    mask = _brute_force(layout, cross_modal_causal=cross)
+    assert torch.equal(hybrid_mask(layout, cross_modal_causal=cross), mask)
+    assert drawn == render_mask(mask, labels)
