@@ -237,7 +237,18 @@ class ProcessRefresher:
 
     def _listen(self) -> None:
         while True:
-            msg = self._get(1.0)
+            try:
+                msg = self._get(1.0)
+            except Exception as exc:  # noqa: BLE001 - a result that cannot be unpickled
+                # Its shared-memory handles are served by the worker; a worker that already exited
+                # (on stop) leaves a result nobody can open. While running, it is a failed refresh.
+                with self._box.cv:
+                    stopping = self._box.stopping
+                if stopping:
+                    self._finish(None, None, publish=False)
+                    return
+                self._finish(None, RuntimeError(f"UE worker result could not be received: {exc!r}"))
+                continue
             with self._box.cv:
                 stopping = self._box.stopping
             if msg is None:
@@ -257,11 +268,11 @@ class ProcessRefresher:
             )
             self._finish(cache, error)
 
-    def _finish(self, cache, error: BaseException | None) -> None:
+    def _finish(self, cache, error: BaseException | None, publish: bool = True) -> None:
         request = self._inflight
         self._inflight = None
         try:
-            if request is not None:
+            if request is not None and publish:
                 self._publish(request, cache, error)
         finally:
             with self._box.cv:
