@@ -45,8 +45,10 @@ def main(argv: list[str] | None = None) -> dict | None:
     backbone = MoTBackbone.build(preset_config(args.preset, {"ue": {"checkpoint": str(folder)}}), seed=0)
     ue_params = backbone.ue.num_parameters()
     ae_params = sum(p.numel() for p in backbone.ae.parameters())
-    print(f"UE {folder.name}: {ue_params / 1e6:.1f} M parameters (frozen); AE ({args.preset}): "
-          f"{ae_params / 1e6:.2f} M; loaded in {time.perf_counter() - start:.1f} s")
+    print(
+        f"UE {folder.name}: {ue_params / 1e6:.1f} M parameters (frozen); AE ({args.preset}): "
+        f"{ae_params / 1e6:.2f} M; loaded in {time.perf_counter() - start:.1f} s"
+    )
 
     world, tracker = World(args.scenario), Tracker()
     planner = FastSlowPlanner(backbone, refresh_every=2, seed=0)
@@ -58,8 +60,10 @@ def main(argv: list[str] | None = None) -> dict | None:
         plan = planner.step(obs)
         ms = 1e3 * (time.perf_counter() - t0)
         ages.append(plan.cache_age_steps)
-        print(f"step {step}: {plan.longitudinal:<10} last waypoint {plan.waypoints[-1].round(1)} "
-              f"cache age {plan.cache_age_steps} ({'UE + AE' if plan.ue_refreshed else 'AE only'}, {ms:.0f} ms)")
+        print(
+            f"step {step}: {plan.longitudinal:<10} last waypoint {plan.waypoints[-1].round(1)} "
+            f"cache age {plan.cache_age_steps} ({'UE + AE' if plan.ue_refreshed else 'AE only'}, {ms:.0f} ms)"
+        )
         world.step(tracker(plan.waypoints, float(world.ego.speed), plan.route).action)
         obs = world.observe()
     world.close()

@@ -17,7 +17,9 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policy", required=True, help="a policy folder with a diffusion head")
-    parser.add_argument("--data", default=None, help="dataset root with test/ (open loop); omit for closed loop only")
+    parser.add_argument(
+        "--data", default=None, help="dataset root with test/ (open loop); omit for closed loop only"
+    )
     parser.add_argument("--scenarios", nargs="+", default=["highway", "merge"])
     parser.add_argument("--episodes", type=int, default=3, help="closed-loop episodes per scenario")
     parser.add_argument("--sampling-seeds", type=int, nargs="+", default=[0, 1])
@@ -33,7 +35,9 @@ def main(argv: list[str] | None = None) -> dict:
     for head in ("diffusion", "mlp"):
         backbone = load_pretrained(Path(args.policy))
         if backbone.ae.config.head != "diffusion":
-            raise ValueError(f"--policy: expected a policy with a diffusion head, got {backbone.ae.config.head!r}")
+            raise ValueError(
+                f"--policy: expected a policy with a diffusion head, got {backbone.ae.config.head!r}"
+            )
         if head == "mlp":
             with_head(backbone.ae, "mlp")  # the same AE weights, the MLP head under the refiner
         for sampling_seed in args.sampling_seeds if head == "diffusion" else args.sampling_seeds[:1]:
@@ -46,13 +50,17 @@ def main(argv: list[str] | None = None) -> dict:
             row.update(ds=cl["ds"], sr=cl["sr"], route_completion=cl["route_completion"])
             rows[(head, sampling_seed)] = row
 
-    print(f"{'head':<10} {'sampling seed':>13} {'L2 avg (m)':>10} {'coll. %':>7} {'DS':>6} {'SR %':>5} {'RC %':>5}")
+    print(
+        f"{'head':<10} {'sampling seed':>13} {'L2 avg (m)':>10} {'coll. %':>7} {'DS':>6} {'SR %':>5} {'RC %':>5}"
+    )
     for (head, s), r in rows.items():
         l2 = f"{r['l2_avg']:10.3f}" if "l2_avg" in r else f"{'–':>10}"
         coll = f"{100 * r['collision']:7.2f}" if "collision" in r else f"{'–':>7}"
         print(f"{head:<10} {s:>13} {l2} {coll} {r['ds']:6.1f} {r['sr']:5.1f} {r['route_completion']:5.1f}")
-    print(f"{len(args.scenarios)} scenario(s) x {args.episodes} test episode(s) per run; the MLP head is deterministic "
-          "(one sampling seed). For a comparison worth trusting, run a study: examples/variance_study.py")
+    print(
+        f"{len(args.scenarios)} scenario(s) x {args.episodes} test episode(s) per run; the MLP head is deterministic "
+        "(one sampling seed). For a comparison worth trusting, run a study: examples/variance_study.py"
+    )
     return rows
 
 

@@ -23,7 +23,9 @@ def collect_data(root: Path, scenarios: list[str], train_episodes: int) -> Path:
 
     overrides = {name: {"duration_s": 12.0} for name in scenarios}
     for split, episodes in (("train", train_episodes), ("val", 1), ("test", 1)):
-        config = CollectConfig(scenarios=scenarios, episodes=episodes, split=split, scenario_overrides=overrides)
+        config = CollectConfig(
+            scenarios=scenarios, episodes=episodes, split=split, scenario_overrides=overrides
+        )
         collect(config, root / split, workers=2, progress=False)
     return root
 
@@ -62,7 +64,9 @@ def train_ae(data: Path, out: Path, steps: int, seed: int) -> Path:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/example_refiner")
-    parser.add_argument("--data", default=None, help="dataset root with train/ val/ test/ (default: collect one)")
+    parser.add_argument(
+        "--data", default=None, help="dataset root with train/ val/ test/ (default: collect one)"
+    )
     parser.add_argument("--policy", default=None, help="a trained AE policy folder (default: train one)")
     parser.add_argument("--scenarios", nargs="+", default=["highway", "merge"])
     parser.add_argument("--train-episodes", type=int, default=8, help="per scenario, when collecting")
@@ -98,9 +102,13 @@ def main(argv: list[str] | None = None) -> dict:
     results = {"diffusion": evaluate_open_loop(refined, str(data / "test"), sampling_seed=0)}
     with_head(refined.ae, "mlp")  # unwrap the diffusion head back to its prior: the same AE, MLP head
     results["mlp (prior)"] = evaluate_open_loop(refined, str(data / "test"))
-    print(f"{'head':<12} {'L2 1s':>7} {'L2 2s':>7} {'L2 3s':>7} {'L2 avg':>7}  (m, ST-P3, {results['mlp (prior)']['samples']} test samples)")
+    print(
+        f"{'head':<12} {'L2 1s':>7} {'L2 2s':>7} {'L2 3s':>7} {'L2 avg':>7}  (m, ST-P3, {results['mlp (prior)']['samples']} test samples)"
+    )
     for name, r in results.items():
-        print(f"{name:<12} {r['l2_1s_stp3']:7.3f} {r['l2_2s_stp3']:7.3f} {r['l2_3s_stp3']:7.3f} {r['l2_avg_stp3']:7.3f}")
+        print(
+            f"{name:<12} {r['l2_1s_stp3']:7.3f} {r['l2_2s_stp3']:7.3f} {r['l2_3s_stp3']:7.3f} {r['l2_avg_stp3']:7.3f}"
+        )
     print(f"policies: {policy} (MLP), {out / 'policy_diffusion'} (diffusion)")
     return results
 

@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(format_headline(result.summary))
     print()
-    for line in format_robust(result.summary) + [""] + format_power(result.summary):
+    for line in [*format_robust(result.summary), "", *format_power(result.summary)]:
         print(line)
     print()
     print(f"report:  {result.report_path}")

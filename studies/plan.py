@@ -116,7 +116,9 @@ def pilot_components(study: Path) -> tuple[dict, dict[str, Components], CostMode
             )
         key, c = next(iter(section["heads"].items()))
         comps[f"another head vs {key}"] = _components(c).scaled(2.0)
-        notes.append(f"one head in the pilot: a comparison is assumed to be two independent heads like {key!r}")
+        notes.append(
+            f"one head in the pilot: a comparison is assumed to be two independent heads like {key!r}"
+        )
     for name, c in comps.items():
         missing = [k for k in ("training", "sampling", "episode") if k not in c.identified]
         if missing:
@@ -149,6 +151,7 @@ def plan_designs(
 ) -> list[dict]:
     """Every design of the grid reaching `target` power for all comparisons, cheapest first (by
     estimated wall time, then by the number of runs x episodes)."""
+
     def powers(t: int, s: int, e: int) -> dict[str, float]:
         return {n: power(detect, *design_variance(c, t, s, e), alpha) for n, c in comps.items()}
 
@@ -175,7 +178,13 @@ def plan_designs(
                     "wall_s": cost.wall_s(t, s, e, workers) if cost is not None else None,
                 }
             )
-    return sorted(rows, key=lambda r: (math.inf if r["wall_s"] is None else r["wall_s"], r["training_seeds"] * r["sampling_seeds"] * r["episodes_per_scenario"]))
+    return sorted(
+        rows,
+        key=lambda r: (
+            math.inf if r["wall_s"] is None else r["wall_s"],
+            r["training_seeds"] * r["sampling_seeds"] * r["episodes_per_scenario"],
+        ),
+    )
 
 
 def add_plan_parser(subparsers) -> None:
@@ -184,7 +193,9 @@ def add_plan_parser(subparsers) -> None:
     p.add_argument("--detect", type=float, required=True, help="the DS difference to detect (e.g. 2.0)")
     p.add_argument("--power", type=float, default=0.8, help="the probability of detecting it (default 0.8)")
     p.add_argument("--alpha", type=float, default=0.05, help="two-sided significance level (default 0.05)")
-    p.add_argument("--workers", type=int, default=2, help="worker processes of the planned study (for wall time)")
+    p.add_argument(
+        "--workers", type=int, default=2, help="worker processes of the planned study (for wall time)"
+    )
     p.add_argument("--top", type=int, default=8, help="designs to list")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run_plan)
@@ -198,36 +209,67 @@ def run_plan(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ValueError(f"--workers: expected >= 1, got {args.workers}")
     config, comps, cost, notes = pilot_components(Path(args.from_dir))
-    rows = plan_designs(comps, cost, detect=args.detect, target=args.power, alpha=args.alpha, workers=args.workers)
+    rows = plan_designs(
+        comps, cost, detect=args.detect, target=args.power, alpha=args.alpha, workers=args.workers
+    )
     pilot = (len(config["training_seeds"]), len(config["sampling_seeds"]), config["eval"]["episodes"])
-    pilot_power = {n: power(args.detect, *design_variance(c, *pilot), args.alpha) for n, c in comps.items()} if pilot[0] >= 2 else {}
+    pilot_power = (
+        {n: power(args.detect, *design_variance(c, *pilot), args.alpha) for n, c in comps.items()}
+        if pilot[0] >= 2
+        else {}
+    )
     if args.json:
-        print(json.dumps({"detect": args.detect, "pilot": {"design": pilot, "power": pilot_power},
-                          "components": {n: c.to_dict() for n, c in comps.items()}, "designs": rows[: args.top],
-                          "notes": notes}, sort_keys=True))
+        print(
+            json.dumps(
+                {
+                    "detect": args.detect,
+                    "pilot": {"design": pilot, "power": pilot_power},
+                    "components": {n: c.to_dict() for n, c in comps.items()},
+                    "designs": rows[: args.top],
+                    "notes": notes,
+                },
+                sort_keys=True,
+            )
+        )
         return 0
-    print(f"pilot {args.from_dir}: {pilot[0]} training x {pilot[1]} sampling seeds x {pilot[2]} episodes per scenario")
+    print(
+        f"pilot {args.from_dir}: {pilot[0]} training x {pilot[1]} sampling seeds x {pilot[2]} episodes per scenario"
+    )
     for name, c in comps.items():
-        sd = ", ".join(f"{k} {getattr(c, k) ** 0.5:.2f}" for k in ("training", "sampling", "episode", "residual"))
-        print(f"  {name}: sd of the difference by level: {sd}; pilot power for {args.detect:g}: "
-              f"{pilot_power.get(name, float('nan')):.2f}")
+        sd = ", ".join(
+            f"{k} {getattr(c, k) ** 0.5:.2f}" for k in ("training", "sampling", "episode", "residual")
+        )
+        print(
+            f"  {name}: sd of the difference by level: {sd}; pilot power for {args.detect:g}: "
+            f"{pilot_power.get(name, float('nan')):.2f}"
+        )
     for note in notes:
         print(f"  note: {note}")
     if not rows:
-        print(f"no design in the grid (up to {max(DEFAULT_GRID['training_seeds'])} training x "
-              f"{max(DEFAULT_GRID['sampling_seeds'])} sampling seeds x {max(DEFAULT_GRID['episodes'])} episodes) "
-              f"detects {args.detect:g} with power {args.power:g}")
+        print(
+            f"no design in the grid (up to {max(DEFAULT_GRID['training_seeds'])} training x "
+            f"{max(DEFAULT_GRID['sampling_seeds'])} sampling seeds x {max(DEFAULT_GRID['episodes'])} episodes) "
+            f"detects {args.detect:g} with power {args.power:g}"
+        )
         return 0
-    print(f"\ndesigns that detect a DS difference of {args.detect:g} with power >= {args.power:g} (alpha {args.alpha:g}), "
-          f"cheapest first (wall time on {args.workers} workers, from the pilot's task times):")
-    print(f"  {'training':>8} {'sampling':>8} {'episodes/scenario':>17} {'runs':>5} {'power':>6} {'wall time':>10}")
+    print(
+        f"\ndesigns that detect a DS difference of {args.detect:g} with power >= {args.power:g} (alpha {args.alpha:g}), "
+        f"cheapest first (wall time on {args.workers} workers, from the pilot's task times):"
+    )
+    print(
+        f"  {'training':>8} {'sampling':>8} {'episodes/scenario':>17} {'runs':>5} {'power':>6} {'wall time':>10}"
+    )
     for r in rows[: args.top]:
         runs = r["training_seeds"] * r["sampling_seeds"]
-        print(f"  {r['training_seeds']:>8} {r['sampling_seeds']:>8} {r['episodes_per_scenario']:>17} {runs:>5} "
-              f"{min(r['power'].values()):>6.2f} {format_duration(r['wall_s']):>10}")
+        print(
+            f"  {r['training_seeds']:>8} {r['sampling_seeds']:>8} {r['episodes_per_scenario']:>17} {runs:>5} "
+            f"{min(r['power'].values()):>6.2f} {format_duration(r['wall_s']):>10}"
+        )
     if rows[0]["wall_s"] is None:
         print("  (wall time unknown: the pilot has no task timings; studies run by this version record them)")
     best = rows[0]
-    print(f"\nautomot study --config <your study.yaml> --training-seeds {' '.join(map(str, range(best['training_seeds'])))} "
-          f"--sampling-seeds {' '.join(map(str, range(best['sampling_seeds'])))} --episodes {best['episodes_per_scenario']}")
+    print(
+        f"\nautomot study --config <your study.yaml> --training-seeds {' '.join(map(str, range(best['training_seeds'])))} "
+        f"--sampling-seeds {' '.join(map(str, range(best['sampling_seeds'])))} --episodes {best['episodes_per_scenario']}"
+    )
     return 0

@@ -72,7 +72,9 @@ def _stacked(table: ScoreTable) -> tuple[np.ndarray, list[int]]:
     if any(a.ndim != 3 for a in arrays):
         raise ValueError("table: expected (T, S, E) arrays without replicate axes")
     if any(np.isnan(a).any() for a in arrays):
-        raise ValueError("table: expected a complete design (every run drove every episode), got missing scores")
+        raise ValueError(
+            "table: expected a complete design (every run drove every episode), got missing scores"
+        )
     return np.concatenate(arrays, axis=-1), [a.shape[-1] for a in arrays]
 
 
@@ -190,7 +192,14 @@ def difference_test(table: ScoreTable, *, alpha: float = 0.05, mde: bool = True)
     {'diff', 'se', 't', 'df', 'p', 'mde'} (mde: detectable difference at 80% power; NaN if not asked)."""
     y, _ = _stacked(table)
     t, s, n = y.shape
-    nan = {"diff": float(y.mean()), "se": math.nan, "t": math.nan, "df": math.nan, "p": math.nan, "mde": math.nan}
+    nan = {
+        "diff": float(y.mean()),
+        "se": math.nan,
+        "t": math.nan,
+        "df": math.nan,
+        "p": math.nan,
+        "mde": math.nan,
+    }
     if t < 2:
         return nan
     m = mean_squares(table)

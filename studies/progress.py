@@ -47,7 +47,12 @@ class StatusWriter:
         self.update("starting", force=True)
 
     def update(
-        self, phase: str, done: int | None = None, total: int | None = None, unit: str = "", force: bool = False
+        self,
+        phase: str,
+        done: int | None = None,
+        total: int | None = None,
+        unit: str = "",
+        force: bool = False,
     ) -> None:
         self.state.update({"phase": phase, "done": done, "total": total, "unit": unit})
         if self.throttle(force):
@@ -55,7 +60,9 @@ class StatusWriter:
 
     def finish(self) -> None:
         now = time.time()
-        self.state.update({"state": "done", "phase": "done", "finished": now, "elapsed_s": now - self.started})
+        self.state.update(
+            {"state": "done", "phase": "done", "finished": now, "elapsed_s": now - self.started}
+        )
         self._write()
 
     def _write(self) -> None:
@@ -101,7 +108,9 @@ def _phase(s: dict | None) -> str:
 class StudyView:
     """The orchestrator's picture of a study; `render` is called every poll."""
 
-    def __init__(self, study: Path, tasks, workers: int, *, live: bool, say: Callable[[str], None], every_s: float) -> None:
+    def __init__(
+        self, study: Path, tasks, workers: int, *, live: bool, say: Callable[[str], None], every_s: float
+    ) -> None:
         self.study, self.workers, self.say = Path(study), workers, say
         self.kinds = {t.id: t.kind for t in tasks}
         self.total = len(tasks)
@@ -157,7 +166,9 @@ class StudyView:
             return
         if not self.throttle(force):
             return
-        parts = [f"[{time.strftime('%H:%M:%S')}] {done}/{self.total} done, {len(running)} running, {len(pending)} pending"]
+        parts = [
+            f"[{time.strftime('%H:%M:%S')}] {done}/{self.total} done, {len(running)} running, {len(pending)} pending"
+        ]
         if running:
             parts.append("; ".join(f"{tid} {_phase(statuses[tid])}" for tid in running))
         if self.finished_since:

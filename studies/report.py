@@ -340,7 +340,10 @@ def format_power(summary: dict) -> list[str]:
     ]
 
     def sds(c: dict) -> str:
-        return " | ".join(_num(None if c[k] is None else c[k] ** 0.5) for k in ("training", "sampling", "episode", "residual"))
+        return " | ".join(
+            _num(None if c[k] is None else c[k] ** 0.5)
+            for k in ("training", "sampling", "episode", "residual")
+        )
 
     for key, c in power["heads"].items():
         out.append(f"| {key} | {sds(c)} | – | – | – |")

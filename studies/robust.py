@@ -34,7 +34,9 @@ def iqm(scores: np.ndarray) -> np.ndarray:
     if not np.isnan(x).any():
         return stats.trim_mean(x, 0.25, axis=-1)
     flat = x.reshape(-1, x.shape[-1])
-    out = np.array([stats.trim_mean(row[~np.isnan(row)], 0.25) if (~np.isnan(row)).any() else np.nan for row in flat])
+    out = np.array(
+        [stats.trim_mean(row[~np.isnan(row)], 0.25) if (~np.isnan(row)).any() else np.nan for row in flat]
+    )
     return out.reshape(x.shape[:-1])
 
 

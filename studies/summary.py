@@ -191,7 +191,9 @@ def power_section(tables: dict[str, ScoreTable], config: StudyConfig) -> dict:
     of that difference and the smallest difference it detects (80% power, alpha 0.05)."""
     out: dict = {"heads": {}, "comparisons": {}}
     complete = {
-        k: t for k, t in tables.items() if k not in config.baselines and not any(np.isnan(a).any() for a in t.strata.values())
+        k: t
+        for k, t in tables.items()
+        if k not in config.baselines and not any(np.isnan(a).any() for a in t.strata.values())
     }
     for key, table in complete.items():
         out["heads"][key] = components(table).to_dict()
@@ -203,7 +205,11 @@ def power_section(tables: dict[str, ScoreTable], config: StudyConfig) -> dict:
             t, s = diff.shape
             out["comparisons"][f"{key}_vs_mlp"] = {
                 "components": components(diff).to_dict(),
-                "design": {"training_seeds": t, "sampling_seeds": s, "episodes_per_scenario": config.eval.episodes},
+                "design": {
+                    "training_seeds": t,
+                    "sampling_seeds": s,
+                    "episodes_per_scenario": config.eval.episodes,
+                },
                 "test": difference_test(diff),
             }
     return out

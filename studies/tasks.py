@@ -326,7 +326,13 @@ def _closed_loop(study: Path, config: StudyConfig, policy, rid: str, status: Sta
 
 
 def _eval(
-    study: Path, config: StudyConfig, head: str, seed: int, sampling_seed: int, run_id: str, status: StatusWriter
+    study: Path,
+    config: StudyConfig,
+    head: str,
+    seed: int,
+    sampling_seed: int,
+    run_id: str,
+    status: StatusWriter,
 ) -> None:
     from mot.runtime import FastSlowPlanner
     from training.evaluate import evaluate_open_loop

@@ -83,10 +83,9 @@ def run_eval(args: argparse.Namespace) -> int:
         data_dir = Path(args.data) / args.split
         result["open_loop"] = evaluate_open_loop(backbone, str(data_dir), sampling_seed=args.sampling_seed)
     if args.closed_loop:
+        from automot.progress import Progress
         from driving import available_scenarios, split_seeds
         from mot.runtime import FastSlowPlanner
-
-        from automot.progress import Progress
 
         planner = FastSlowPlanner(backbone, refresh_every=args.refresh_every, seed=args.sampling_seed)
         scenarios = args.scenarios or available_scenarios()
@@ -106,7 +105,10 @@ def run_eval(args: argparse.Namespace) -> int:
         )
 
         def on_episode(record) -> None:
-            bar.advance(1, note=f"last: {record.scenario} seed {record.seed} {record.outcome}, score {record.score:.1f}")
+            bar.advance(
+                1,
+                note=f"last: {record.scenario} seed {record.seed} {record.outcome}, score {record.score:.1f}",
+            )
 
         try:
             result["closed_loop"] = evaluate_closed_loop(

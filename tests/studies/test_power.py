@@ -33,8 +33,15 @@ def _heads(rng, t, s, e, scenarios=2, delta=0.0):
     for m in range(scenarios):
         c = rng.normal(0, HEAD_SD["episode"], size=(1, 1, e)) + 10 * m
         arr_b[f"m{m}"] = 50 + a_t + b_b + c + rng.normal(0, HEAD_SD["residual"], (t, s, e))
-        arr_a[f"m{m}"] = (50 + delta + a_t2 + b_a + c
-                          + rng.normal(0, 5.0, (1, 1, e)) + rng.normal(0, HEAD_SD["residual"], (t, s, e)))
+        arr_a[f"m{m}"] = (
+            50
+            + delta
+            + a_t2
+            + b_a
+            + c
+            + rng.normal(0, 5.0, (1, 1, e))
+            + rng.normal(0, HEAD_SD["residual"], (t, s, e))
+        )
     seeds = tuple(range(t))
     eps = {k: tuple(range(e)) for k in arr_a}
     return ScoreTable(arr_a, seeds, eps), ScoreTable(arr_b, seeds, eps)

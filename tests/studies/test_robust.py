@@ -19,12 +19,16 @@ from studies.robust import (
 def _table(arrays: dict, seeds=None) -> ScoreTable:
     arrays = {k: np.asarray(v, dtype=float) for k, v in arrays.items()}
     t = next(iter(arrays.values())).shape[0]
-    return ScoreTable(arrays, tuple(seeds or range(t)), {k: tuple(range(v.shape[-1])) for k, v in arrays.items()})
+    return ScoreTable(
+        arrays, tuple(seeds or range(t)), {k: tuple(range(v.shape[-1])) for k, v in arrays.items()}
+    )
 
 
 def test_iqm_by_hand():
     assert iqm(np.arange(1.0, 9.0)) == pytest.approx(4.5)  # drop 1, 2 and 7, 8: mean(3, 4, 5, 6)
-    assert iqm(np.array([10.0, 1, 7, 3, 100, 5])) == pytest.approx(6.25)  # int(1.5) = 1 cut: mean(3, 5, 7, 10)
+    assert iqm(np.array([10.0, 1, 7, 3, 100, 5])) == pytest.approx(
+        6.25
+    )  # int(1.5) = 1 cut: mean(3, 5, 7, 10)
     assert iqm(np.array([1.0, 2, 3, 4, 5, 6, 7, 8, np.nan])) == pytest.approx(4.5)  # NaN = missing
     rows = np.array([[1.0, 2, 3, 4], [4.0, 4, 0, 100]])
     assert iqm(rows).tolist() == pytest.approx([2.5, 4.0])
@@ -91,8 +95,12 @@ def _simulate(rng, t=6, s=2, scenarios=2, e=8, sd=(4.0, 2.0, 12.0, 8.0), mu=60.0
     """y = mu + a_t + b_ts + c_me + r_tsme: training, sampling, episode (shared by runs), residual."""
     a = rng.normal(0, sd[0], size=(t, 1, 1))
     b = rng.normal(0, sd[1], size=(t, s, 1))
-    return _table({f"m{m}": mu + a + b + rng.normal(0, sd[2], size=(1, 1, e)) + rng.normal(0, sd[3], size=(t, s, e))
-                   for m in range(scenarios)})
+    return _table(
+        {
+            f"m{m}": mu + a + b + rng.normal(0, sd[2], size=(1, 1, e)) + rng.normal(0, sd[3], size=(t, s, e))
+            for m in range(scenarios)
+        }
+    )
 
 
 def test_hierarchical_ci_covers_the_true_mean_at_about_the_nominal_rate():
@@ -107,8 +115,14 @@ def test_hierarchical_ci_covers_the_true_mean_at_about_the_nominal_rate():
         res = hierarchical_bootstrap([table], mean, n_boot=400, ci=0.9, seed=i)
         covered += res.low <= 60.0 <= res.high
         flat = table.pooled()
-        naive = stats.bootstrap((flat,), np.mean, n_resamples=400, confidence_level=0.9, method="percentile",
-                                rng=np.random.default_rng(i)).confidence_interval
+        naive = stats.bootstrap(
+            (flat,),
+            np.mean,
+            n_resamples=400,
+            confidence_level=0.9,
+            method="percentile",
+            rng=np.random.default_rng(i),
+        ).confidence_interval
         naive_covered += naive.low <= 60.0 <= naive.high
     rate, naive_rate = covered / sims, naive_covered / sims
     assert 0.8 <= rate <= 0.98, rate  # nominal 0.9

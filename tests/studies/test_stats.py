@@ -64,7 +64,12 @@ def test_bootstrap_ci_is_scipys_percentile_bootstrap():
     values = np.array([85.1, 88.7, 83.2, 86.0, 87.5, 84.4])
     low, high = bootstrap_mean_ci(values, n_boot=2000, ci=0.9, seed=3)
     ref = stats.bootstrap(
-        (values,), np.mean, n_resamples=2000, confidence_level=0.9, method="percentile", rng=np.random.default_rng(3)
+        (values,),
+        np.mean,
+        n_resamples=2000,
+        confidence_level=0.9,
+        method="percentile",
+        rng=np.random.default_rng(3),
     ).confidence_interval
     assert low == pytest.approx(ref.low) and high == pytest.approx(ref.high)
     assert low < values.mean() < high
