@@ -80,3 +80,17 @@ def test_qwen3vl_example_skips_without_a_folder_and_runs_with_one(tmp_path, monk
     assert out["cache_ages"] == [0, 1, 0]  # the UE runs every 2 steps, the AE every step
     with pytest.raises(SystemExit, match=r"expected a local Qwen3-VL folder with config\.json"):
         run(["--ue", str(tmp_path)])
+
+
+def test_synthetic_heads_example_trains_both_heads(capsys):
+    results = example("synthetic_heads.py")(["--seconds", "0.3"])
+    assert set(results) == {"mlp", "diffusion"} and all(r["steps"] > 0 for r in results.values())
+    assert "diffusion" in capsys.readouterr().out
+
+
+def test_readme_links_every_example_and_a_test_runs_each():
+    readme = (ROOT / "README.md").read_text()
+    tests = "".join(p.read_text() for p in (ROOT / "tests").rglob("test_*.py"))
+    for path in sorted((ROOT / "examples").glob("*.py")):
+        assert f"(examples/{path.name})" in readme, f"README does not link {path.name}"
+        assert f'"{path.name}"' in tests, f"no test runs {path.name}"
