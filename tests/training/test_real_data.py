@@ -62,7 +62,10 @@ def test_eval_cli_open_and_closed_loop(trained, tiny_dataset, capsys):
     captured = capsys.readouterr()
     result = json.loads(captured.out)
     # Not a terminal: progress lines on stderr (stdout stays one JSON object).
-    assert "closed loop: 0/1 episodes (0%)" in captured.err and "closed loop: 1/1 episodes (100%)" in captured.err
+    assert (
+        "closed loop: 0/1 episodes (0%)" in captured.err
+        and "closed loop: 1/1 episodes (100%)" in captured.err
+    )
     assert result["open_loop"]["samples"] > 0 and result["closed_loop"]["episodes"] == 1
     assert 0.0 <= result["closed_loop"]["ds"] <= 100.0
     with pytest.raises(ValueError, match="--ckpt: expected a policy folder"):
