@@ -154,6 +154,7 @@ def hierarchical_bootstrap(
     keys = list(draws)
 
     def resampled(*idx: np.ndarray) -> list[ScoreTable]:
+        idx = tuple(np.asarray(i, dtype=np.intp) for i in idx)
         drawn = dict(zip(keys, idx))
         lead = idx[0].shape[:-1] if idx else ()
         out = []

@@ -54,7 +54,7 @@ def cluster_bootstrap_mean_ci(
 
 def _pooled_mean(tables):
     (t,) = tables
-    return t.pooled().mean(axis=-1)
+    return np.nanmean(t.pooled(), axis=-1)  # NaN pads clusters of unequal size
 
 
 def describe(
@@ -148,7 +148,7 @@ def compare(
     if x.size and y.size:
         boot = hierarchical_bootstrap(
             [run_table(x, ca), run_table(y, cb)],
-            lambda t: t[0].pooled().mean(axis=-1) - t[1].pooled().mean(axis=-1),
+            lambda t: np.nanmean(t[0].pooled(), axis=-1) - np.nanmean(t[1].pooled(), axis=-1),
             n_boot=n_boot,
             ci=ci,
             seed=seed,

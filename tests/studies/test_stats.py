@@ -122,3 +122,12 @@ def test_seed_spread_separates_training_and_sampling():
 def test_bad_values():
     with pytest.raises(ValueError, match="values: expected finite values, got 1 NaN/Inf"):
         describe([1.0, float("nan")])
+
+
+def test_cluster_bootstrap_with_clusters_of_unequal_size_weights_runs_equally():
+    values = np.array([10.0, 20.0, 30.0, 90.0])
+    seeds = np.array([0, 0, 0, 1])  # one cluster of three runs, one of one
+    low, high = cluster_bootstrap_mean_ci(values, seeds, n_boot=2000, ci=0.99, seed=0)
+    # Possible replicate means: {20} (cluster 0 twice), {90} (cluster 1 twice), 37.5 (both: 150 / 4 runs).
+    assert low == pytest.approx(20.0) and high == pytest.approx(90.0)
+    assert describe(values, clusters=seeds, n_boot=2000)["mean"] == pytest.approx(37.5)
