@@ -12,6 +12,7 @@ designs that reach the power for every comparison are printed first.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -225,6 +226,7 @@ def run_plan(args: argparse.Namespace) -> int:
                     "detect": args.detect,
                     "pilot": {"design": pilot, "power": pilot_power},
                     "components": {n: c.to_dict() for n, c in comps.items()},
+                    "cost": dataclasses.asdict(cost),
                     "designs": rows[: args.top],
                     "notes": notes,
                 },
@@ -245,6 +247,7 @@ def run_plan(args: argparse.Namespace) -> int:
         )
     for note in notes:
         print(f"  note: {note}")
+    print("  measured in the pilot (seconds of one worker): " + describe_cost(cost))
     if not rows:
         print(
             f"no design in the grid (up to {max(DEFAULT_GRID['training_seeds'])} training x "
@@ -273,3 +276,15 @@ def run_plan(args: argparse.Namespace) -> int:
         f"--sampling-seeds {' '.join(map(str, range(best['sampling_seeds'])))} --episodes {best['episodes_per_scenario']}"
     )
     return 0
+
+
+def describe_cost(cost: CostModel) -> str:
+    def sec(x) -> str:
+        return "?" if x is None else f"{x:.0f}"
+
+    parts = [f"data + UE {sec(cost.fixed_s)}", f"AE {sec(cost.ae_s)} per training seed"]
+    parts += [f"refiner {h} {sec(v)}" for h, v in cost.refine_s.items()]
+    parts += [
+        f"{h} run {cost.open_loop_s[h]:.0f} + {cost.episode_s[h]:.1f} per episode" for h in cost.open_loop_s
+    ]
+    return "; ".join(parts)
