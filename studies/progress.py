@@ -178,13 +178,15 @@ class StudyView:
         self.say(" | ".join(parts))
 
     def _table(self, done, running, pending, statuses, eta):
+        from rich.console import Group
         from rich.table import Table
+        from rich.text import Text
 
-        table = Table(
-            title=f"study {self.study}: {done}/{self.total} done, {len(running)} running, "
-            f"{len(pending)} pending, ETA {format_duration(eta)}",
-            title_justify="left",
+        header = Text(
+            f"study {self.study}: {done}/{self.total} done, {len(running)} running, "
+            f"{len(pending)} pending, ETA {format_duration(eta)}"
         )
+        table = Table()
         for col in ("task", "phase", "elapsed"):
             table.add_column(col)
         now = time.time()
@@ -192,7 +194,7 @@ class StudyView:
             s = statuses.get(tid)
             started = s["started"] if s else self.started.get(tid, now)
             table.add_row(tid, _phase(s), format_duration(now - started))
-        return table
+        return Group(header, table)
 
     def close(self) -> None:
         if self.live is not None:

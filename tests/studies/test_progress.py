@@ -89,3 +89,16 @@ def test_study_view_lines_show_phases_finished_tasks_and_eta(tmp_path):
     assert "finished ae:0" in line
     # left: ae:1 half of 100 s + two evals of 30 s = 110 s of work on 2 workers
     assert "ETA 55 s" in line
+
+
+def test_live_table_lists_running_tasks_with_their_phase(tmp_path):
+    from rich.console import Console
+
+    StatusWriter(tmp_path, "ae:0", "ae", every_s=0).update("training", 5, 10, "step")
+    view = StudyView(
+        tmp_path, [Task("ae:0", "ae"), Task("ue", "ue")], workers=2, live=False, say=print, every_s=0
+    )
+    console = Console(file=io.StringIO(), width=300)
+    console.print(view._table(1, ["ae:0"], [], {"ae:0": read_status(tmp_path, "ae:0")}, 12.0))
+    text = console.file.getvalue()
+    assert "1/2 done, 1 running, 0 pending, ETA 12 s" in text and "training 5/10 steps" in text
