@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         ms = 1e3 * (time.perf_counter() - t0)
         ages.append(plan.cache_age_steps)
         print(
-            f"step {step}: {plan.longitudinal:<10} last waypoint {plan.waypoints[-1].round(1)} "
+            f"step {step}: {'/'.join(plan.longitudinal)} (1/2/3 s), last waypoint {plan.waypoints[-1].round(1)} "
             f"cache age {plan.cache_age_steps} ({'UE + AE' if plan.ue_refreshed else 'AE only'}, {ms:.0f} ms)"
         )
         world.step(tracker(plan.waypoints, float(world.ego.speed), plan.route).action)
