@@ -97,7 +97,7 @@ def test_a_killed_and_resumed_study_ends_with_the_same_summary(smoke, tmp_path):
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     # Not a terminal: plain progress lines with the running tasks' phases, finished tasks and an ETA.
-    lines = [ln for ln in proc.stdout.splitlines() if " done, " in ln]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("[")]
     assert lines and all("running" in ln and "pending" in ln and "ETA" in ln for ln in lines)
     assert any("collect:train collecting" in ln for ln in lines) and any(
         "finished collect:" in ln for ln in lines
