@@ -71,7 +71,7 @@ def test_report_lists_every_head_seed_and_both_baselines(smoke):
         assert f"| {r['run_id']} |" in report
     for seed in (0, 1):
         assert f"__t{seed}__s0" in report and f"__t{seed}__s1" in report
-    for plot in ("ds_by_head.png", "l2_by_horizon.png", "trajectories.png"):
+    for plot in ("ds_by_head.png", "l2_by_horizon.png", "performance_profile.png", "trajectories.png"):
         assert (result.study_dir / plot).stat().st_size > 5000
         assert f"({plot})" in report
 
