@@ -23,14 +23,22 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--scenarios", nargs="+", default=["highway", "merge"])
     parser.add_argument("--episodes", type=int, default=3, help="closed-loop episodes per scenario")
     parser.add_argument("--sampling-seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument(
+        "--duration-s",
+        type=float,
+        default=None,
+        help="closed-loop episode length (default: each scenario's own)",
+    )
     args = parser.parse_args(argv)
 
-    from driving import split_seeds
+    from driving import build_scenario, split_seeds
     from mot.runtime import FastSlowPlanner
     from training.evaluate import evaluate_closed_loop, evaluate_open_loop
     from training.policy import load_pretrained, with_head
 
     seeds = split_seeds("test", args.episodes)
+    over = {} if args.duration_s is None else {"duration_s": args.duration_s}
+    scenarios = [build_scenario(name, **over) for name in args.scenarios]  # checks the names and the length
     rows = {}
     for head in ("diffusion", "mlp"):
         backbone = load_pretrained(Path(args.policy))
@@ -46,7 +54,7 @@ def main(argv: list[str] | None = None) -> dict:
                 ol = evaluate_open_loop(backbone, str(Path(args.data) / "test"), sampling_seed=sampling_seed)
                 row.update(l2_avg=ol["l2_avg_stp3"], collision=ol["collision_avg_stp3"])
             planner = FastSlowPlanner(backbone, refresh_every=2, seed=sampling_seed)
-            cl = evaluate_closed_loop(planner, args.scenarios, seeds)
+            cl = evaluate_closed_loop(planner, scenarios, seeds)
             row.update(ds=cl["ds"], sr=cl["sr"], route_completion=cl["route_completion"])
             rows[(head, sampling_seed)] = row
 

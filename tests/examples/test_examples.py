@@ -48,6 +48,8 @@ def test_swap_heads_compares_open_and_closed_loop(refiner_run, tiny_dataset, cap
         "highway",
         "--episodes",
         "1",
+        "--duration-s",
+        "12",
         "--sampling-seeds",
         "0",
         "1",
