@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,8 +136,10 @@ def evaluate(
     config: EvalConfig | None = None,
     records_path: str | Path | None = None,
     progress: bool = False,
+    on_episode: Callable[[EpisodeRecord], None] | None = None,
 ) -> list[EpisodeRecord]:
-    """Run `policy` on `scenario` for every seed; returns the records of all `seeds` (resumed ones included)."""
+    """Run `policy` on `scenario` for every seed; returns the records of all `seeds` (resumed ones included).
+    `on_episode(record)` is called as each new episode finishes."""
     from driving.world import World
 
     config = config or EvalConfig()
@@ -159,6 +162,8 @@ def evaluate(
             append_jsonl(records_path, record.to_json())
         if bar is not None:
             bar.update(1)
+        if on_episode is not None:
+            on_episode(record)
 
     if config.workers == 1 or len(todo) <= 1:
         if todo:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing as mp
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -282,8 +283,15 @@ def _entry(out: Path, rel: str, config: CollectConfig) -> dict:
     }
 
 
-def collect(config: CollectConfig, out_dir: str | Path, workers: int = 1, progress: bool = True) -> dict:
-    """Collect (or resume collecting) the dataset described by `config` into `out_dir`; returns the index."""
+def collect(
+    config: CollectConfig,
+    out_dir: str | Path,
+    workers: int = 1,
+    progress: bool = True,
+    on_episode: Callable[[int], None] | None = None,
+) -> dict:
+    """Collect (or resume collecting) the dataset described by `config` into `out_dir`; returns the index.
+    `on_episode(done)` is called after each episode with the number of episodes collected so far."""
     out = Path(out_dir)
     config_json = config.to_json()
     plan = config.episodes_plan()
@@ -328,6 +336,8 @@ def collect(config: CollectConfig, out_dir: str | Path, workers: int = 1, progre
         if bar is not None:
             bar.update(1)
             bar.set_postfix(samples=sum(e["samples"] for e in entries.values()))
+        if on_episode is not None:
+            on_episode(len(entries))
 
     if jobs and workers <= 1:
         _worker_init(config_json)

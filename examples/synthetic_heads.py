@@ -10,8 +10,16 @@ import argparse
 
 from training.synthetic import compare_heads, format_table
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--seconds", type=float, default=30.0, help="training wall time per head")
-parser.add_argument("--seed", type=int, default=0)
-args = parser.parse_args()
-print(format_table(compare_heads(args.seconds, args.seed)))
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=30.0, help="training wall time per head")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    results = compare_heads(args.seconds, args.seed)
+    print(format_table(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -3,6 +3,7 @@
 automot study --profile demo --out runs/demo [--workers 2] [--json]
 automot study --config my_study.yaml --out runs/mine --training-seeds 0 1 2 3 4 --sampling-seeds 0 1 2
 automot study --profile full --out runs/full --executor submitit-slurm --slurm partition=gpu
+automot study plan --from runs/demo --detect 2.0     # seeds x episodes needed to detect a DS difference of 2
 """
 
 from __future__ import annotations
@@ -34,6 +35,16 @@ def _add_study_arguments(parser: argparse.ArgumentParser, default_out: str) -> N
     parser.add_argument(
         "--json", action="store_true", help="print the summary path and headline numbers as JSON"
     )
+    parser.add_argument(
+        "--progress",
+        default="auto",
+        choices=("auto", "live", "lines", "none"),
+        help="live table (terminal), a line at most every --progress-every seconds, or nothing; "
+        "auto: live in a terminal, lines otherwise",
+    )
+    parser.add_argument(
+        "--progress-every", type=float, default=30.0, help="seconds between progress lines (default 30)"
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,6 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_study_arguments(study, "runs/study")
     study.set_defaults(func=run)
+    from studies.plan import add_plan_parser
+
+    add_plan_parser(study.add_subparsers(dest="study_command", metavar="{plan}"))
     demo = subparsers.add_parser(
         "demo", help="the main job: a small study on the embedded world, then its table"
     )
@@ -64,9 +78,10 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import sys
     import time
 
-    from studies.report import format_headline
+    from studies.report import PLOTS, format_headline, format_power, format_robust
     from studies.runner import load_or_build_config, run_study
 
     slurm = {}
@@ -76,6 +91,13 @@ def run(args: argparse.Namespace) -> int:
         k, v = item.split("=", 1)
         slurm[k] = v
     config = load_or_build_config(args.profile, args.config, _overrides(args))
+    if args.progress_every < 0:
+        raise ValueError(f"--progress-every: expected seconds >= 0, got {args.progress_every}")
+    mode = args.progress
+    if mode == "auto":
+        mode = "live" if sys.stdout.isatty() and not args.json else "lines"
+    say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.json else print
+    progress = {"live": "live", "lines": say, "none": None}[mode]
     start = time.perf_counter()
     result = run_study(
         args.out,
@@ -83,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         executor=args.executor,
         slurm=slurm,
-        progress=None if args.json else print,
+        progress=progress,
+        progress_every=args.progress_every,
     )
     wall = time.perf_counter() - start
     if args.json:
@@ -102,10 +125,13 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(format_headline(result.summary))
     print()
+    for line in [*format_robust(result.summary), "", *format_power(result.summary)]:
+        print(line)
+    print()
     print(f"report:  {result.report_path}")
     print(f"summary: {result.summary_path}")
     print(
-        f"plots:   {', '.join(str(result.study_dir / p) for p in ('ds_by_head.png', 'l2_by_horizon.png', 'trajectories.png'))}"
+        f"plots:   {', '.join(str(result.study_dir / p) for p in PLOTS if (result.study_dir / p).exists())}"
     )
     print(f"wall time {wall / 60:.1f} min")
     return 0

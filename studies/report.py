@@ -1,6 +1,7 @@
 """The human side of a study: `report.md` (a table like the paper's table 9, the seed-spread split,
-head-vs-MLP differences, per-scenario scores, every run) and PNG plots (driving score per head over
-seeds, L2 per horizon, plan overlays of the MLP and diffusion heads on the same test scenes)."""
+head-vs-MLP differences, robust aggregates and the detectable difference, per-scenario scores, every
+run) and PNG plots (driving score per head over seeds, L2 per horizon, performance profiles, plan
+overlays of the MLP and diffusion heads on the same test scenes)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from automot.io import write_text_atomic
 from studies.config import StudyConfig
 from studies.summary import headline_table
 
-PLOTS = ("ds_by_head.png", "l2_by_horizon.png", "trajectories.png")
+PLOTS = ("ds_by_head.png", "l2_by_horizon.png", "performance_profile.png", "trajectories.png")
 
 
 def _pm(mean, std, digits=2) -> str:
@@ -89,6 +90,7 @@ def write_report(study: Path, config: StudyConfig, summary: dict, runs: list[dic
                     f"| {name} | {metric} | {_num(c['diff'], 3)} | [{_num(c['ci_low'], 3)}, {_num(c['ci_high'], 3)}] | "
                     f"{_num(c['welch_t'])} | {_num(c['welch_p'], 3)} |"
                 )
+    out += ["", *format_robust(summary), "", *format_power(summary)]
     scenarios = list(config.data.scenarios)
     out += [
         "",
@@ -148,7 +150,7 @@ def make_plots(study: Path, config: StudyConfig, summary: dict, runs: list[dict]
     import matplotlib
 
     matplotlib.use("Agg")
-    paths = [_plot_ds(study, config, runs), _plot_l2(study, summary)]
+    paths = [_plot_ds(study, config, runs), _plot_l2(study, summary), _plot_profiles(study, summary)]
     overlay = _plot_trajectories(study, config)
     if overlay is not None:
         paths.append(overlay)
@@ -276,6 +278,106 @@ def _plot_trajectories(study: Path, config: StudyConfig, scenes: int = 3, sample
     )
     fig.tight_layout()
     path = study / "trajectories.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# -- robust aggregates and power (studies.robust, studies.power) --------------------------------------
+
+RESAMPLING_NOTE = (
+    "CIs: 95% percentile bootstrap over the study's structure: training seeds drawn with all their runs, "
+    "test episodes drawn within each scenario and shared by every run and head (studies/resampling.py)."
+)
+
+
+def format_robust(summary: dict) -> list[str]:
+    """IQM and mean of episode scores per head, and P(X > Y) for every pair of heads."""
+    robust = summary.get("robust") or {}
+    if not robust.get("iqm"):
+        return []
+    out = [
+        "## Robust aggregates of episode scores (Agarwal et al. 2021)",
+        "",
+        "IQM: the mean of the middle 50% of all episode scores of a head (rliable's definition). "
+        "P(X > Y): the probability that a run of X scores higher than a run of Y on a scenario (ties count "
+        "1/2), averaged over scenarios. " + RESAMPLING_NOTE,
+        "",
+        "| Head | IQM | IQM 95% CI | mean | mean 95% CI |",
+        "|---|---|---|---|---|",
+    ]
+    for key, q in robust["iqm"].items():
+        m = robust["mean"][key]
+        out.append(
+            f"| {key} | {_num(q['estimate'])} | [{_num(q['ci_low'])}, {_num(q['ci_high'])}] | "
+            f"{_num(m['estimate'])} | [{_num(m['ci_low'])}, {_num(m['ci_high'])}] |"
+        )
+    out += ["", "| X | Y | P(X > Y) | 95% CI |", "|---|---|---|---|"]
+    for p in robust.get("probability_of_improvement", {}).values():
+        out.append(
+            f"| {p['x']} | {p['y']} | {_num(p['estimate'], 3)} | [{_num(p['ci_low'], 3)}, {_num(p['ci_high'], 3)}] |"
+        )
+    return out
+
+
+def format_power(summary: dict) -> list[str]:
+    """Variance components and the smallest DS difference the study itself detects."""
+    power = summary.get("power") or {}
+    if not power.get("heads"):
+        return []
+    out = [
+        "## Variance components and the detectable difference",
+        "",
+        "Method-of-moments variance components of episode DS (studies/power.py): between training seeds, "
+        "between sampling seeds of one trained model, between episodes of a scenario, and what is left. "
+        "The comparison rows decompose the paired difference head - mlp (same training seeds, same episodes). "
+        "'Detectable' is the true DS difference this design finds with 80% power at alpha 0.05 (two-sided t-test "
+        "with the design's variance and Satterthwaite df); `automot study plan --from DIR --detect D` finds a "
+        "design for a smaller one.",
+        "",
+        "| | sd training | sd sampling | sd episode | sd residual | difference | t-test p | detectable difference |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+
+    def sds(c: dict) -> str:
+        return " | ".join(
+            _num(None if c[k] is None else c[k] ** 0.5)
+            for k in ("training", "sampling", "episode", "residual")
+        )
+
+    for key, c in power["heads"].items():
+        out.append(f"| {key} | {sds(c)} | – | – | – |")
+    for name, comp in power.get("comparisons", {}).items():
+        t = comp["test"]
+        out.append(
+            f"| {name.replace('_vs_', ' - ')} | {sds(comp['components'])} | {_num(t['diff'])} | "
+            f"{_num(t['p'], 3)} | **{_num(t['mde'])}** |"
+        )
+    return out
+
+
+def _plot_profiles(study: Path, summary: dict) -> Path | None:
+    """Performance profiles: the fraction of episodes with DS >= tau per head, with 95% CI bands."""
+    import matplotlib.pyplot as plt
+
+    profile = (summary.get("robust") or {}).get("profile") or {}
+    keys = [k for k in profile if k != "taus"]
+    if not keys:
+        return None
+    taus = np.asarray(profile["taus"])
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for key in keys:
+        p = profile[key]
+        (line,) = ax.plot(taus, p["fraction"], label=key, lw=1.8)
+        ax.fill_between(taus, p["low"], p["high"], color=line.get_color(), alpha=0.2, lw=0)
+    ax.set_xlabel("route score threshold tau")
+    ax.set_ylabel("fraction of episodes with score >= tau")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("Performance profiles (95% CI bands, hierarchical bootstrap)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = study / "performance_profile.png"
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

@@ -139,14 +139,19 @@ def run_study(
     workers: int = 2,
     executor: str = "local",
     slurm: dict | None = None,
-    progress: Callable[[str], None] | None = print,
+    progress: Callable[[str], None] | str | None = print,
+    progress_every: float = 30.0,
 ) -> StudyResult:
+    """Run (or resume) a study. `progress`: None (silent), a callable that gets a progress line at
+    most every `progress_every` seconds, or "live" (a live table in the terminal)."""
     if workers < 1:
         raise ValueError(f"workers: expected >= 1, got {workers}")
+    if not (progress is None or progress == "live" or callable(progress)):
+        raise ValueError(f"progress: expected None, 'live' or a callable, got {progress!r}")
     study = Path(study_dir)
     prepare_study(study, config)
     with _exclusive(study):
-        return _run_locked(study, config, workers, executor, slurm, progress)
+        return _run_locked(study, config, workers, executor, slurm, progress, progress_every)
 
 
 @contextlib.contextmanager
@@ -165,8 +170,15 @@ def _exclusive(study: Path):
 
 
 def _run_locked(
-    study: Path, config: StudyConfig, workers: int, executor: str, slurm: dict | None, progress
+    study: Path,
+    config: StudyConfig,
+    workers: int,
+    executor: str,
+    slurm: dict | None,
+    progress,
+    progress_every: float,
 ) -> StudyResult:
+    from studies.progress import StudyView
     from studies.report import write_report
     from studies.summary import summarize_study
 
@@ -177,10 +189,15 @@ def _run_locked(
     pending = [t for t in tasks if t.id not in done]
     kill_after = int(os.environ.get(KILL_AFTER_ENV, "0") or 0)
     finished_now = 0
-    say = progress or (lambda _msg: None)
+    say = progress if callable(progress) else (print if progress == "live" else (lambda _msg: None))
     say(
         f"study {study}: {len(tasks)} tasks, {len(done)} already done, {len(pending)} to run on {workers} worker(s)"
     )
+    view = None
+    if progress is not None:
+        view = StudyView(study, tasks, workers, live=progress == "live", say=say, every_s=progress_every)
+    # The live view polls status files; without a view the loop only wakes when a task finishes.
+    poll_s = None if view is None else 0.5
 
     pool = _make_executor(executor, study, workers, slurm)
     running: dict[Future, Task] = {}
@@ -190,22 +207,31 @@ def _run_locked(
             for task in ready[: max(0, workers - len(running))]:
                 pending.remove(task)
                 running[pool.submit(run_task, str(study), config_dict, task.id, _threads_for(task))] = task
+                if view is not None:
+                    view.task_started(task.id)
             if not running:
                 blocked = [t.id for t in pending]
                 raise RuntimeError(f"study: tasks {blocked} wait for dependencies that cannot finish")
-            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            finished, _ = wait(list(running), timeout=poll_s, return_when=FIRST_COMPLETED)
             for future in finished:
                 task = running.pop(future)
                 future.result()  # a failed task stops the study with its own error
                 done.add(task.id)
                 finished_now += 1
                 record_finished_runs(study, [task])
-                say(f"  done {task.id}  ({len(done)}/{len(tasks)})")
+                if view is not None:
+                    view.task_finished(task.id)
                 if kill_after and finished_now >= kill_after:
                     sys.stdout.flush()
                     os.kill(os.getpid(), signal.SIGKILL)
+            if view is not None:
+                view.render(len(done), [t.id for t in running.values()], [t.id for t in pending])
+        if view is not None:
+            view.render(len(done), [], [], force=True)
     finally:
         pool.shutdown()
+        if view is not None:
+            view.close()
 
     runs = read_jsonl(study / "runs.jsonl")
     summary = summarize_study(runs, config)

@@ -1,5 +1,7 @@
 """Statistics of a study (`summary.json`): per head and metric over its runs, the split of the spread
-into training seeds and sampling seeds, per-scenario driving scores, and head-vs-MLP comparisons.
+into training seeds and sampling seeds, per-scenario driving scores, head-vs-MLP comparisons, robust
+aggregates of episode scores (`robust`: IQM, P(X > Y), performance profiles) and variance components
+with the design's detectable difference (`power`).
 
 Runs are sorted before anything is computed and the bootstrap is seeded, so the summary depends only
 on the set of finished runs, not on the order they finished in.
@@ -9,7 +11,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from studies.config import StudyConfig
+from studies.power import components, difference_table, difference_test
+from studies.resampling import ScoreTable, score_table
+from studies.robust import robust_summary
 from studies.stats import compare, describe, seed_spread
 
 # (key in the summary, where it lives in a run record, higher is better)
@@ -118,6 +125,7 @@ def summarize_study(runs: list[dict], config: StudyConfig) -> dict:
     expected = len(config.heads) * len(config.training_seeds) * len(config.sampling_seeds) + len(
         config.baselines
     )
+    tables = score_tables(runs, config)
     summary = {
         "config": {
             "preset": config.preset,
@@ -142,8 +150,69 @@ def summarize_study(runs: list[dict], config: StudyConfig) -> dict:
             for key in order
             if heads[key]["metrics"]
         },
+        "robust": robust_section(tables, boot),
+        "power": power_section(tables, config),
     }
     return _clean(summary)
+
+
+# -- robust aggregates and power (studies.robust, studies.power) --------------------------------------
+
+
+def score_tables(runs: list[dict], config: StudyConfig) -> dict[str, ScoreTable]:
+    """Closed-loop episode scores per head (runs in config order) as (T, S, E) tables per scenario;
+    a baseline is one run (T = S = 1). Heads without runs are left out."""
+    tables = {}
+    for key in [h.key for h in config.heads] + list(config.baselines):
+        rs = [r for r in runs if r["head"] == key and r.get("closed_loop", {}).get("episode_scores")]
+        if not rs:
+            continue
+        scores = {}
+        for r in rs:
+            for name, value in r["closed_loop"]["episode_scores"].items():
+                scenario, episode = name.rsplit(":", 1)
+                scores[(r["training_seed"], r["sampling_seed"], scenario, int(episode))] = value
+        baseline = key in config.baselines
+        tables[key] = score_table(
+            scores,
+            training_seeds=[None] if baseline else list(config.training_seeds),
+            sampling_seeds=[None] if baseline else list(config.sampling_seeds),
+        )
+    return tables
+
+
+def robust_section(tables: dict[str, ScoreTable], n_boot: int) -> dict:
+    """IQM / mean of episode scores, P(X > Y) for every pair, performance profiles (with CIs)."""
+    return robust_summary(tables, n_boot=n_boot, seed=0) if tables else {}
+
+
+def power_section(tables: dict[str, ScoreTable], config: StudyConfig) -> dict:
+    """Variance components of each head and of each head-minus-MLP difference, the design's own test
+    of that difference and the smallest difference it detects (80% power, alpha 0.05)."""
+    out: dict = {"heads": {}, "comparisons": {}}
+    complete = {
+        k: t
+        for k, t in tables.items()
+        if k not in config.baselines and not any(np.isnan(a).any() for a in t.strata.values())
+    }
+    for key, table in complete.items():
+        out["heads"][key] = components(table).to_dict()
+    if "mlp" in complete:
+        for key, table in complete.items():
+            if key == "mlp":
+                continue
+            diff = difference_table(table, complete["mlp"])
+            t, s = diff.shape
+            out["comparisons"][f"{key}_vs_mlp"] = {
+                "components": components(diff).to_dict(),
+                "design": {
+                    "training_seeds": t,
+                    "sampling_seeds": s,
+                    "episodes_per_scenario": config.eval.episodes,
+                },
+                "test": difference_test(diff),
+            }
+    return out
 
 
 def headline_table(summary: dict) -> list[dict]:
@@ -161,7 +230,8 @@ def headline_table(summary: dict) -> list[dict]:
                 "ds_mean": m["ds"]["mean"],
                 "ds_std": m["ds"].get("std"),
                 "ds_best": m["ds"]["best"],
-                "ds_ci": (m["ds"]["ci_low"], m["ds"]["ci_high"]),
+                # The CI of the mean DS resamples training seeds and episodes (studies.resampling).
+                "ds_ci": _mean_ci(summary, key, m["ds"]),
                 "sr_mean": m["sr"]["mean"],
                 "sr_std": m["sr"].get("std"),
                 "sr_best": m["sr"]["best"],
@@ -169,3 +239,8 @@ def headline_table(summary: dict) -> list[dict]:
             }
         )
     return rows
+
+
+def _mean_ci(summary: dict, key: str, ds: dict) -> tuple:
+    hier = summary.get("robust", {}).get("mean", {}).get(key)
+    return (hier["ci_low"], hier["ci_high"]) if hier else (ds["ci_low"], ds["ci_high"])

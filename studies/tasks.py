@@ -21,6 +21,7 @@ from pathlib import Path
 
 from automot.io import read_jsonl, write_json_atomic
 from studies.config import StudyConfig
+from studies.progress import StatusWriter, training_callback
 
 RUNS_DIR = "runs"
 
@@ -132,7 +133,9 @@ def run_task(study: str | Path, config_dict: dict, task_id: str, threads: int = 
         "eval": _eval,
         "baseline": _baseline,
     }
-    runner[task.kind](study, config, **task.params)
+    status = StatusWriter(study, task_id, task.kind)
+    runner[task.kind](study, config, status=status, **task.params)
+    status.finish()
     return task_id
 
 
@@ -165,7 +168,7 @@ def _sensors(config: StudyConfig):
     return SensorConfig(camera=CameraConfig(height=size, width=size))
 
 
-def _collect(study: Path, config: StudyConfig, split: str) -> None:
+def _collect(study: Path, config: StudyConfig, split: str, status: StatusWriter) -> None:
     from driving.collect import CollectConfig, collect
 
     episodes = {
@@ -180,10 +183,18 @@ def _collect(study: Path, config: StudyConfig, split: str) -> None:
         scenario_overrides=_scenario_overrides(config),
         sensors=_sensors(config),
     )
-    collect(collect_config, data_dir(study, split), workers=1, progress=False)
+    total = len(collect_config.episodes_plan())
+    status.update("collecting", 0, total, "episode", force=True)
+    collect(
+        collect_config,
+        data_dir(study, split),
+        workers=1,
+        progress=False,
+        on_episode=lambda done: status.update("collecting", done, total, "episode"),
+    )
 
 
-def _trainer(max_steps: int, ckpt_dir: Path, log_dir: Path, name: str):
+def _trainer(max_steps: int, ckpt_dir: Path, log_dir: Path, name: str, status: StatusWriter):
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
@@ -196,7 +207,8 @@ def _trainer(max_steps: int, ckpt_dir: Path, log_dir: Path, name: str):
         deterministic=True,
         logger=CSVLogger(save_dir=str(log_dir), name=name),
         callbacks=[
-            ModelCheckpoint(dirpath=str(ckpt_dir), every_n_train_steps=every, save_last=True, save_top_k=0)
+            ModelCheckpoint(dirpath=str(ckpt_dir), every_n_train_steps=every, save_last=True, save_top_k=0),
+            training_callback(status),
         ],
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -219,7 +231,7 @@ def _datamodule(study: Path, batch_size: int, seed: int):
     )
 
 
-def _ue(study: Path, config: StudyConfig) -> None:
+def _ue(study: Path, config: StudyConfig, status: StatusWriter) -> None:
     import lightning as L
 
     from training.optim import OptimConfig
@@ -233,14 +245,14 @@ def _ue(study: Path, config: StudyConfig) -> None:
     )
     ckpt = study / "work" / "ue_ckpt"
     _fit(
-        _trainer(config.pretrain_ue_steps, ckpt, study / "logs", "ue"),
+        _trainer(config.pretrain_ue_steps, ckpt, study / "logs", "ue", status),
         stage,
         _datamodule(study, config.ae.batch_size, 0),
         ckpt,
     )
 
 
-def _ae(study: Path, config: StudyConfig, seed: int) -> None:
+def _ae(study: Path, config: StudyConfig, seed: int, status: StatusWriter) -> None:
     import lightning as L
 
     from training.optim import OptimConfig
@@ -259,14 +271,14 @@ def _ae(study: Path, config: StudyConfig, seed: int) -> None:
     )
     ckpt = study / "work" / f"ae_{seed}"
     _fit(
-        _trainer(spec.steps, ckpt, study / "logs", f"ae_{seed}"),
+        _trainer(spec.steps, ckpt, study / "logs", f"ae_{seed}", status),
         stage,
         _datamodule(study, spec.batch_size, seed),
         ckpt,
     )
 
 
-def _refine(study: Path, config: StudyConfig, seed: int, head: str) -> None:
+def _refine(study: Path, config: StudyConfig, seed: int, head: str, status: StatusWriter) -> None:
     import lightning as L
 
     from training.optim import OptimConfig
@@ -283,14 +295,14 @@ def _refine(study: Path, config: StudyConfig, seed: int, head: str) -> None:
     )
     ckpt = study / "work" / f"refine_{seed}_{head}"
     _fit(
-        _trainer(spec.steps, ckpt, study / "logs", f"refine_{seed}_{head}"),
+        _trainer(spec.steps, ckpt, study / "logs", f"refine_{seed}_{head}", status),
         stage,
         _datamodule(study, spec.batch_size, seed),
         ckpt,
     )
 
 
-def _closed_loop(study: Path, config: StudyConfig, policy, rid: str) -> dict:
+def _closed_loop(study: Path, config: StudyConfig, policy, rid: str, status: StatusWriter) -> dict:
     from driving import EvalConfig, build_scenario, split_seeds
     from training.evaluate import evaluate_closed_loop
 
@@ -298,13 +310,30 @@ def _closed_loop(study: Path, config: StudyConfig, policy, rid: str) -> dict:
     seeds = split_seeds("test", config.eval.episodes)
     episodes = study / RUNS_DIR / f"{rid}.episodes.jsonl"
     eval_config = EvalConfig(sensors=_sensors(config))
-    summary = evaluate_closed_loop(policy, scenarios, seeds, records_path=episodes, eval_config=eval_config)
+    total, done = len(scenarios) * len(seeds), [len(read_jsonl(episodes))]
+    status.update("closed loop", done[0], total, "episode", force=True)
+
+    def on_episode(_record) -> None:
+        done[0] += 1
+        status.update("closed loop", done[0], total, "episode")
+
+    summary = evaluate_closed_loop(
+        policy, scenarios, seeds, records_path=episodes, eval_config=eval_config, on_episode=on_episode
+    )
     records = read_jsonl(episodes)
     summary["episode_scores"] = {f"{r['scenario']}:{r['seed']}": r["score"] for r in records}
     return summary
 
 
-def _eval(study: Path, config: StudyConfig, head: str, seed: int, sampling_seed: int, run_id: str) -> None:
+def _eval(
+    study: Path,
+    config: StudyConfig,
+    head: str,
+    seed: int,
+    sampling_seed: int,
+    run_id: str,
+    status: StatusWriter,
+) -> None:
     from mot.runtime import FastSlowPlanner
     from training.evaluate import evaluate_open_loop
     from training.policy import load_pretrained
@@ -319,16 +348,17 @@ def _eval(study: Path, config: StudyConfig, head: str, seed: int, sampling_seed:
         "sampling_seed": sampling_seed,
     }
     if config.eval.open_loop:
+        status.update("open loop", force=True)
         record["open_loop"] = evaluate_open_loop(
             backbone, str(data_dir(study, "test")), sampling_seed=sampling_seed
         )
     planner = FastSlowPlanner(backbone, refresh_every=config.eval.refresh_every, seed=sampling_seed)
-    record["closed_loop"] = _closed_loop(study, config, planner, run_id)
+    record["closed_loop"] = _closed_loop(study, config, planner, run_id, status)
     record["wall_s"] = round(time.perf_counter() - start, 2)
     write_json_atomic(run_path(study, run_id), record)
 
 
-def _baseline(study: Path, config: StudyConfig, name: str, run_id: str) -> None:
+def _baseline(study: Path, config: StudyConfig, name: str, run_id: str, status: StatusWriter) -> None:
     from driving.baselines import build_policy
     from training.evaluate import constant_velocity_open_loop
 
@@ -342,6 +372,6 @@ def _baseline(study: Path, config: StudyConfig, name: str, run_id: str) -> None:
     }
     if name == "constant_velocity" and config.eval.open_loop:
         record["open_loop"] = constant_velocity_open_loop(str(data_dir(study, "test")))
-    record["closed_loop"] = _closed_loop(study, config, build_policy(name), run_id)
+    record["closed_loop"] = _closed_loop(study, config, build_policy(name), run_id, status)
     record["wall_s"] = round(time.perf_counter() - start, 2)
     write_json_atomic(run_path(study, run_id), record)

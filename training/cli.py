@@ -39,6 +39,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--refresh-every", type=int, default=2, help="UE cache refresh period k in steps")
     ev.add_argument("--records", default=None, help="JSON-lines file for closed-loop episodes (resumes)")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument(
+        "--progress-every",
+        type=float,
+        default=30.0,
+        help="closed loop without a terminal: a progress line (stderr) at most every this many seconds",
+    )
     ev.set_defaults(func=run_eval)
 
 
@@ -77,13 +83,39 @@ def run_eval(args: argparse.Namespace) -> int:
         data_dir = Path(args.data) / args.split
         result["open_loop"] = evaluate_open_loop(backbone, str(data_dir), sampling_seed=args.sampling_seed)
     if args.closed_loop:
+        from automot.progress import Progress
         from driving import available_scenarios, split_seeds
         from mot.runtime import FastSlowPlanner
 
         planner = FastSlowPlanner(backbone, refresh_every=args.refresh_every, seed=args.sampling_seed)
         scenarios = args.scenarios or available_scenarios()
         seeds = split_seeds(args.split, args.episodes)
-        result["closed_loop"] = evaluate_closed_loop(planner, scenarios, seeds, records_path=args.records)
+        resumed = 0
+        if args.records is not None and Path(args.records).exists():
+            from automot.io import read_jsonl
+
+            wanted = {(str(s), int(e)) for s in scenarios for e in seeds}
+            resumed = len({(r["scenario"], r["seed"]) for r in read_jsonl(args.records)} & wanted)
+        bar = Progress(
+            len(scenarios) * len(seeds),
+            desc="closed loop",
+            unit="episode",
+            every_s=args.progress_every,
+            initial=resumed,
+        )
+
+        def on_episode(record) -> None:
+            bar.advance(
+                1,
+                note=f"last: {record.scenario} seed {record.seed} {record.outcome}, score {record.score:.1f}",
+            )
+
+        try:
+            result["closed_loop"] = evaluate_closed_loop(
+                planner, scenarios, seeds, records_path=args.records, on_episode=on_episode
+            )
+        finally:
+            bar.close()
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:

@@ -94,13 +94,15 @@ def evaluate_closed_loop(
     *,
     records_path: str | Path | None = None,
     eval_config=None,
+    on_episode=None,
 ) -> dict:
     """Drive `policy` through every (scenario, seed); Bench2Drive summary over all of them, with a
-    per-scenario breakdown. Records go to `records_path` as they finish (a rerun resumes)."""
+    per-scenario breakdown. Records go to `records_path` as they finish (a rerun resumes);
+    `on_episode(record)` is called after each new episode."""
     from driving import EvalConfig, evaluate, summarize
 
     config = eval_config or EvalConfig()
     records = []
     for scenario in scenarios:
-        records += evaluate(policy, scenario, seeds, config, records_path=records_path)
+        records += evaluate(policy, scenario, seeds, config, records_path=records_path, on_episode=on_episode)
     return summarize(records)

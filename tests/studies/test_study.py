@@ -1,6 +1,7 @@
 """A whole (smoke-profile) study: sampling spread is where it should be, the report lists everything,
 and a study killed mid-way then resumed ends with the summary of an uninterrupted one."""
 
+import json
 import os
 import shutil
 import signal
@@ -70,7 +71,7 @@ def test_report_lists_every_head_seed_and_both_baselines(smoke):
         assert f"| {r['run_id']} |" in report
     for seed in (0, 1):
         assert f"__t{seed}__s0" in report and f"__t{seed}__s1" in report
-    for plot in ("ds_by_head.png", "l2_by_horizon.png", "trajectories.png"):
+    for plot in ("ds_by_head.png", "l2_by_horizon.png", "performance_profile.png", "trajectories.png"):
         assert (result.study_dir / plot).stat().st_size > 5000
         assert f"({plot})" in report
 
@@ -90,9 +91,17 @@ def test_a_killed_and_resumed_study_ends_with_the_same_summary(smoke, tmp_path):
         str(study),
         "--workers",
         "2",
+        "--progress-every",
+        "0",
     ]
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    # Not a terminal: plain progress lines with the running tasks' phases, finished tasks and an ETA.
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("[")]
+    assert lines and all("running" in ln and "pending" in ln and "ETA" in ln for ln in lines)
+    assert any("collect:train collecting" in ln for ln in lines) and any(
+        "finished collect:" in ln for ln in lines
+    )
     assert not (study / "summary.json").exists()
     finished_before = len(read_jsonl(study / "runs.jsonl"))
     assert finished_before < 10
@@ -130,3 +139,68 @@ def test_submitit_local_executor_runs_the_same_tasks(smoke, tmp_path):
         assert new[rid]["closed_loop"]["episode_scores"] == old[rid]["closed_loop"]["episode_scores"]
     assert out.summary["complete"]
     assert list((study / "work" / "submitit").glob("*_result.pkl"))  # really ran as submitit jobs
+
+
+def test_summary_has_robust_aggregates_and_the_detectable_difference(smoke):
+    import numpy as np
+    from scipy import stats
+
+    result, runs = smoke
+    s = result.summary
+    mlp_scores = [v for r in runs if r["head"] == "mlp" for v in r["closed_loop"]["episode_scores"].values()]
+    assert s["robust"]["iqm"]["mlp"]["estimate"] == pytest.approx(stats.trim_mean(mlp_scores, 0.25))
+    assert s["robust"]["mean"]["mlp"]["estimate"] == pytest.approx(np.mean(mlp_scores))
+    pairs = s["robust"]["probability_of_improvement"]
+    assert len(pairs) == 6
+    # One run each, per scenario: 1 if the expert's DS is higher, 1/2 on a tie, 0 otherwise; mean over scenarios.
+    by_id = _by_id(runs)
+    ex, cv = (by_id[k]["closed_loop"]["per_scenario"] for k in ("expert", "constant_velocity"))
+    wins = [(ex[m]["ds"] > cv[m]["ds"]) + 0.5 * (ex[m]["ds"] == cv[m]["ds"]) for m in ex]
+    assert pairs["expert > constant_velocity"]["estimate"] == pytest.approx(np.mean(wins))
+    comp = s["power"]["comparisons"]["diffusion_vs_mlp"]
+    assert comp["test"]["mde"] > 0 and s["power"]["heads"]["mlp"]["sampling"] == 0.0  # a deterministic head
+    report = result.report_path.read_text()
+    for section in (
+        "## Robust aggregates",
+        "| X | Y | P(X > Y)",
+        "detectable difference",
+        "performance_profile.png",
+    ):
+        assert section in report
+    # Every task wrote its status file (its duration feeds `automot study plan`).
+    statuses = list((result.study_dir / "work" / "status").glob("*.json"))
+    assert len(statuses) == 3 + 1 + 2 + 2 + 8 + 2
+
+
+def test_study_plan_cli_from_the_smoke_study(smoke, capsys):
+    from automot.cli import main
+
+    result, _ = smoke
+    assert main(["study", "plan", "--from", str(result.study_dir), "--detect", "20", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["designs"] and out["designs"][0]["wall_s"] > 0
+    assert min(out["designs"][0]["power"].values()) >= 0.8
+    walls = [d["wall_s"] for d in out["designs"]]
+    assert walls == sorted(walls)
+    assert main(["study", "plan", "--from", str(result.study_dir), "--detect", "20"]) == 0
+    assert "cheapest first" in capsys.readouterr().out
+    assert main(["study", "plan", "--from", str(result.study_dir), "--detect", "-1"]) == 2
+    assert "--detect: expected a DS difference > 0, got -1.0" in capsys.readouterr().err
+
+
+def test_variance_study_example_reports_from_python(smoke, tmp_path, capsys):
+    """examples/variance_study.py on the smoke profile; the finished tasks are copied in, so the example
+    resumes them and writes the summary and report (the tasks themselves ran in the fixture)."""
+    import runpy
+
+    result, _ = smoke
+    study = tmp_path / "example"
+    shutil.copytree(
+        result.study_dir, study, ignore=shutil.ignore_patterns("summary.json", "report.md", "*.png")
+    )
+    main = runpy.run_path(str(ROOT / "examples" / "variance_study.py"))["main"]
+    summary = main(["--out", str(study), "--profile", "smoke"])
+    assert (study / "summary.json").read_bytes() == result.summary_path.read_bytes()
+    printed = capsys.readouterr().out
+    assert "IQM of episode DS, mlp" in printed and "P(mlp > diffusion)" in printed
+    assert "detects a true difference of" in printed and summary["complete"]

@@ -59,7 +59,13 @@ def test_eval_cli_open_and_closed_loop(trained, tiny_dataset, capsys):
     policy, _ = trained
     argv = ["eval", "--ckpt", str(policy), "--data", str(tiny_dataset), "--split", "val", "--json"]
     assert main([*argv, "--closed-loop", "--scenarios", "highway", "--episodes", "1"]) == 0
-    result = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    # Not a terminal: progress lines on stderr (stdout stays one JSON object).
+    assert (
+        "closed loop: 0/1 episodes (0%)" in captured.err
+        and "closed loop: 1/1 episodes (100%)" in captured.err
+    )
     assert result["open_loop"]["samples"] > 0 and result["closed_loop"]["episodes"] == 1
     assert 0.0 <= result["closed_loop"]["ds"] <= 100.0
     with pytest.raises(ValueError, match="--ckpt: expected a policy folder"):
@@ -68,7 +74,7 @@ def test_eval_cli_open_and_closed_loop(trained, tiny_dataset, capsys):
         run_eval(type("A", (), {"ckpt": str(policy / "mot_config.json")})())
 
 
-def test_shipped_tiny_config_trains_through_the_cli(tiny_dataset, tmp_path):
+def test_shipped_tiny_config_trains_through_the_cli(tiny_dataset, tmp_path, capsys):
     args = [
         "fit",
         "--config",
@@ -84,9 +90,13 @@ def test_shipped_tiny_config_trains_through_the_cli(tiny_dataset, tmp_path):
         f"--model.init_args.export_dir={tmp_path / 'policy'}",
         f"--data.init_args.train_dirs={tiny_dataset / 'train'}",
         f"--data.init_args.val_dirs={tiny_dataset / 'val'}",
+        "--progress_every=2",
     ]
     assert main(args) == 0
     assert load_pretrained(tmp_path / "policy").ae.config.head == "mlp"
+    # Not a terminal: a progress line every 2 steps and one at the end, even with `callbacks=[]`.
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("step ")]
+    assert [ln.split(",")[0] for ln in lines] == ["step 2/3 (67%)", "step 3/3 (100%)"]
 
 
 @pytest.mark.parametrize(

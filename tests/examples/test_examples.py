@@ -1,0 +1,98 @@
+"""Every example file runs end to end on tiny settings (the variance-study example runs in
+tests/studies/test_study.py, on the smoke study)."""
+
+import math
+import runpy
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def example(name: str):
+    """The example's `main`, loaded from its file (its `if __name__ == "__main__"` block does not run)."""
+    return runpy.run_path(str(ROOT / "examples" / name))["main"]
+
+
+@pytest.fixture(scope="module")
+def refiner_run(tiny_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("example_refiner")
+    argv = ["--out", str(out), "--data", str(tiny_dataset), "--ae-steps", "12", "--refiner-steps", "8"]
+    return out, example("train_refiner.py")(argv)
+
+
+def test_train_refiner_trains_around_a_frozen_ae(refiner_run, tiny_dataset, capsys):
+    from training.evaluate import evaluate_open_loop
+    from training.policy import load_pretrained
+
+    out, results = refiner_run
+    assert (out / "policy_mlp" / "mot_config.json").exists()
+    assert load_pretrained(out / "policy_diffusion").ae.config.head == "diffusion"
+    for r in results.values():
+        assert math.isfinite(r["l2_avg_stp3"]) and r["samples"] > 0
+    # The AE was frozen: the prior under the refiner plans exactly like the AE + MLP policy it started from.
+    direct = evaluate_open_loop(load_pretrained(out / "policy_mlp"), str(tiny_dataset / "test"))
+    assert results["mlp (prior)"]["l2_avg_stp3"] == pytest.approx(direct["l2_avg_stp3"], abs=1e-6)
+    assert results["diffusion"]["l2_avg_stp3"] != results["mlp (prior)"]["l2_avg_stp3"]  # the refiner acts
+
+
+def test_swap_heads_compares_open_and_closed_loop(refiner_run, tiny_dataset, capsys):
+    out, results = refiner_run
+    argv = [
+        "--policy",
+        str(out / "policy_diffusion"),
+        "--data",
+        str(tiny_dataset),
+        "--scenarios",
+        "highway",
+        "--episodes",
+        "1",
+        "--duration-s",
+        "12",
+        "--sampling-seeds",
+        "0",
+        "1",
+    ]
+    rows = example("swap_heads.py")(argv)
+    assert set(rows) == {("diffusion", 0), ("diffusion", 1), ("mlp", 0)}
+    assert rows[("mlp", 0)]["l2_avg"] == pytest.approx(results["mlp (prior)"]["l2_avg_stp3"], abs=1e-6)
+    assert rows[("diffusion", 0)]["l2_avg"] != rows[("diffusion", 1)]["l2_avg"]  # sampling seeds matter
+    for r in rows.values():
+        assert 0.0 <= r["ds"] <= 100.0
+    printed = capsys.readouterr().out
+    assert "sampling seed" in printed and "DS" in printed
+    with pytest.raises(ValueError, match="expected a policy with a diffusion head, got 'mlp'"):
+        example("swap_heads.py")(["--policy", str(out / "policy_mlp"), "--episodes", "1"])
+
+
+def test_qwen3vl_example_skips_without_a_folder_and_runs_with_one(tmp_path, monkeypatch, capsys):
+    from mot.config import QwenUEConfig
+    from mot.qwen_offline import build_raw_qwen3vl, save_qwen3vl
+
+    monkeypatch.delenv("AUTOMOT_QWEN3VL_DIR", raising=False)
+    run = example("qwen3vl_backbone.py")
+    assert run([]) is None
+    assert "skipped: no Qwen3-VL checkpoint folder given" in capsys.readouterr().out
+    # A Qwen3-VL checkpoint folder in the HF layout (here a tiny random one, written like a real one).
+    model, processor = build_raw_qwen3vl(QwenUEConfig())
+    folder = save_qwen3vl(model, processor, tmp_path / "Qwen3-VL-tiny")
+    out = run(["--ue", str(folder), "--steps", "3"])
+    assert out["ue_params"] == sum(p.numel() for p in model.parameters())
+    assert out["cache_ages"] == [0, 1, 0]  # the UE runs every 2 steps, the AE every step
+    with pytest.raises(SystemExit, match=r"expected a local Qwen3-VL folder with config\.json"):
+        run(["--ue", str(tmp_path)])
+
+
+def test_synthetic_heads_example_trains_both_heads(capsys):
+    results = example("synthetic_heads.py")(["--seconds", "0.3"])
+    assert set(results) == {"mlp", "diffusion"} and all(r["steps"] > 0 for r in results.values())
+    assert "diffusion" in capsys.readouterr().out
+
+
+def test_readme_links_every_example_and_a_test_runs_each():
+    readme = (ROOT / "README.md").read_text()
+    tests = "".join(p.read_text() for p in (ROOT / "tests").rglob("test_*.py"))
+    for path in sorted((ROOT / "examples").glob("*.py")):
+        assert f"(examples/{path.name})" in readme, f"README does not link {path.name}"
+        assert f'"{path.name}"' in tests, f"no test runs {path.name}"
