@@ -93,7 +93,10 @@ def run_episode(policy, world, seed: int, tracker: Tracker, frames_out: list | N
         frames=world.step_index,
         sim_time_s=world.time_s,
         wall_time_s=time.perf_counter() - start,
-        extra={"scenario_config": world.scenario.describe()},
+        extra={
+            "scenario_config": world.scenario.describe(),
+            "mean_speed": float(np.mean([state.speed for state in world.log])),  # m/s over the logged steps
+        },
     )
     return finalize(record)
 
