@@ -9,8 +9,10 @@ plan's own speeds and headings at the waypoint times. What is executed is the *a
 - the learner's plan, tracked (DAgger); with probability `beta` per step the expert's own command
   instead (the mixture policy beta * expert + (1 - beta) * learner of DAgger's round i);
 - with `noise` on, temporally correlated noise (an AR(1) process with time constant `correlation_s`)
-  added to the executed acceleration and steering (DART): the data shows recoveries from states the
-  expert would not reach on its own, while the labels stay the expert's intended, noiseless plan.
+  added to the executed longitudinal and lateral acceleration (DART; the lateral part becomes a steering
+  angle at the current speed, so it perturbs the path as much at 25 m/s as at 9 m/s): the data shows
+  recoveries from states the expert would not reach on its own, while the labels stay the expert's
+  intended, noiseless plan.
 
 Without a learner (`beta` = 1) this is expert collection with plan labels, perturbed or not.
 
@@ -56,14 +58,14 @@ LearnerFactory = Callable[[], object]
 class ControlNoise:
     """DART perturbation of the executed controls (stationary standard deviations, physical units)."""
 
-    acceleration_std: float = 0.0  # m/s^2
-    steering_std: float = 0.0  # rad
+    acceleration_std: float = 0.0  # m/s^2, longitudinal
+    lateral_accel_std: float = 0.0  # m/s^2, turned into steering at the current speed
     correlation_s: float = 1.0  # time constant of the AR(1) process
     episode_fraction: float = 1.0  # share of episodes perturbed (drawn per episode); the rest are clean
 
     def __post_init__(self) -> None:
         check_positive("ControlNoise.acceleration_std", self.acceleration_std, allow_zero=True)
-        check_positive("ControlNoise.steering_std", self.steering_std, allow_zero=True)
+        check_positive("ControlNoise.lateral_accel_std", self.lateral_accel_std, allow_zero=True)
         check_positive("ControlNoise.correlation_s", self.correlation_s)
         if not 0.0 <= self.episode_fraction <= 1.0:
             raise ValueError(
@@ -72,7 +74,7 @@ class ControlNoise:
 
     @property
     def active(self) -> bool:
-        return self.episode_fraction > 0 and (self.acceleration_std > 0 or self.steering_std > 0)
+        return self.episode_fraction > 0 and (self.acceleration_std > 0 or self.lateral_accel_std > 0)
 
 
 @dataclass
@@ -142,10 +144,17 @@ def _expert_label(out) -> StepLabel:
     )
 
 
-def _perturb(action: np.ndarray, noise: np.ndarray, sim) -> np.ndarray:
-    """Add (acceleration [m/s^2], steering [rad]) to a normalised [acc, steer] action (highway-env's scale)."""
+# highway-env's bicycle turns about its centre: lateral acceleration ~ v^2 * steering / length (small angles).
+_LENGTH_M = 5.0
+_MIN_SPEED = 3.0  # below this the lateral noise is that of 3 m/s (no huge angles when standing)
+
+
+def _perturb(action: np.ndarray, noise: np.ndarray, speed: float, sim) -> np.ndarray:
+    """Add (longitudinal, lateral) acceleration noise [m/s^2] to a normalised [acc, steer] action
+    (highway-env's scale; its steering sign is the mirror of the display frame's)."""
     lo, hi = sim.acceleration_range
-    out = action + np.array([2.0 * noise[0] / (hi - lo), -noise[1] / sim.steering_range_rad])
+    steering = math.atan(noise[1] * _LENGTH_M / max(speed, _MIN_SPEED) ** 2)
+    out = action + np.array([2.0 * noise[0] / (hi - lo), -steering / sim.steering_range_rad])
     return np.clip(out, -1.0, 1.0)
 
 
@@ -168,7 +177,7 @@ def run_labelled_episode(
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 7919, int(config.seed_salt)]))
     noise_cfg = config.noise
     perturbed = noise_cfg.active and rng.random() < noise_cfg.episode_fraction
-    std = np.array([noise_cfg.acceleration_std, noise_cfg.steering_std])
+    std = np.array([noise_cfg.acceleration_std, noise_cfg.lateral_accel_std])
     rho = math.exp(-sim.dt / noise_cfg.correlation_s)
     noise = np.zeros(2)
     trace = EpisodeTrace([], [], [], "", 0.0, 0)
@@ -188,7 +197,7 @@ def run_labelled_episode(
             if outcome is None and u >= config.beta:
                 action, from_expert = learner_action, False
         if perturbed and outcome is None:
-            action = _perturb(action, noise, sim)
+            action = _perturb(action, noise, speed, sim)
         trace.actions.append(np.asarray(action, np.float64))
         trace.expert_steps.append(from_expert)
         result = world.step(action)

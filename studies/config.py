@@ -79,12 +79,12 @@ class DartSpec:
     collection (labels cut from the driven future)."""
 
     acceleration_std: float = 0.0
-    steering_std: float = 0.0
+    lateral_accel_std: float = 0.0
     correlation_s: float = 1.0
     episode_fraction: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("acceleration_std", "steering_std"):
+        for name in ("acceleration_std", "lateral_accel_std"):
             check_positive(f"DartSpec.{name}", getattr(self, name), allow_zero=True)
         check_positive("DartSpec.correlation_s", self.correlation_s)
         if not 0.0 <= self.episode_fraction <= 1.0:
@@ -94,7 +94,7 @@ class DartSpec:
 
     @property
     def active(self) -> bool:
-        return self.episode_fraction > 0 and (self.acceleration_std > 0 or self.steering_std > 0)
+        return self.episode_fraction > 0 and (self.acceleration_std > 0 or self.lateral_accel_std > 0)
 
 
 @dataclass

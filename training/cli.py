@@ -44,6 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.set_defaults(func=run_eval)
 
+    from training.dagger import register_cli as register_dagger
+
+    register_dagger(subparsers)
+
 
 def run_fit(args: argparse.Namespace) -> int:
     from training.lightning_cli import run_lightning_cli

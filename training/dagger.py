@@ -22,9 +22,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from automot.checks import check_positive
-from automot.io import write_json_atomic
-
 
 def load_planner(directory: str, refresh_every: int = 2, sampling_seed: int = 0):
     """A closed-loop `FastSlowPlanner` over the policy folder `directory` (a picklable learner factory
@@ -79,7 +76,7 @@ class DaggerConfig:
     beta: float = 0.0
     beta_decay: float = 0.5
     acceleration_std: float = 0.0  # DART noise on the rollouts
-    steering_std: float = 0.0
+    lateral_accel_std: float = 0.0
     steps: int = 400
     lr: float = 1e-3
     warmup_steps: int = 20
@@ -90,6 +87,8 @@ class DaggerConfig:
     workers: int = 1
 
     def __post_init__(self) -> None:
+        from automot.checks import check_positive
+
         for name in ("rounds", "episodes", "steps", "lr", "batch_size", "image_size", "workers"):
             check_positive(f"DaggerConfig.{name}", getattr(self, name))
         for name in ("beta", "beta_decay"):
@@ -106,6 +105,7 @@ def run_dagger(
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    from automot.io import write_json_atomic
     from driving.collect import CollectConfig
     from driving.config import CameraConfig, SensorConfig
     from driving.datamodule import DrivingDataModule
@@ -137,7 +137,9 @@ def run_dagger(
             scenario_overrides=overrides,
             sensors=sensors,
         )
-        noise = ControlNoise(acceleration_std=config.acceleration_std, steering_std=config.steering_std)
+        noise = ControlNoise(
+            acceleration_std=config.acceleration_std, lateral_accel_std=config.lateral_accel_std
+        )
         index = collect_round(
             previous, data_dir, collect, beta=config.beta * config.beta_decay ** (r - 1), noise=noise,
             round_index=r, workers=config.workers,
@@ -184,3 +186,62 @@ def _round_record(r: int, index: dict, start: float, collected: float, end: floa
         "collect_s": round(collected - start, 1),
         "train_s": round(end - collected, 1),
     }
+
+
+# -- `automot dagger` (imports nothing heavy until it runs: `automot --help` stays fast) --------------------------------------------------------------------------------------
+
+
+def register_cli(subparsers) -> None:
+    d = DaggerConfig()
+    p = subparsers.add_parser(
+        "dagger",
+        help="DAgger rounds on a trained policy folder: roll out, expert-label, fine-tune (resumable)",
+    )
+    p.add_argument("--policy", required=True, help="policy folder to start from (round 0)")
+    p.add_argument("--data", nargs="+", required=True, help="the training dataset directories so far")
+    p.add_argument("--val", nargs="*", default=None, help="validation dataset directories (optional)")
+    p.add_argument("--out", required=True, help="output folder: data/r*, round*/policy, rounds.json")
+    p.add_argument("--rounds", type=int, default=d.rounds)
+    p.add_argument("--episodes", type=int, default=d.episodes, help="rollouts per scenario and round")
+    p.add_argument("--scenarios", nargs="+", default=d.scenarios)
+    p.add_argument(
+        "--seed-start", type=int, default=d.seed_start, help="train-split offset of round 1's seeds"
+    )
+    p.add_argument("--beta", type=float, default=d.beta, help="per-step probability of the expert's command")
+    p.add_argument("--beta-decay", type=float, default=d.beta_decay)
+    p.add_argument("--acceleration-std", type=float, default=0.0, help="DART noise on the rollouts [m/s^2]")
+    p.add_argument("--lateral-accel-std", type=float, default=0.0, help="DART noise on the rollouts [m/s^2]")
+    p.add_argument("--steps", type=int, default=d.steps, help="fine-tuning steps per round")
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--image-size", type=int, default=d.image_size)
+    p.add_argument("--duration", type=float, default=None, help="episode time limit [s] for every scenario")
+    p.add_argument("--workers", type=int, default=d.workers)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_run_cli)
+
+
+def _run_cli(args) -> int:
+    config = DaggerConfig(
+        rounds=args.rounds, episodes=args.episodes, scenarios=args.scenarios, seed_start=args.seed_start,
+        beta=args.beta, beta_decay=args.beta_decay, acceleration_std=args.acceleration_std,
+        lateral_accel_std=args.lateral_accel_std, steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+        image_size=args.image_size, duration_s=args.duration, workers=args.workers,
+    )  # fmt: skip
+    if not (Path(args.policy) / "mot_config.json").exists():
+        raise ValueError(f"--policy: expected a policy folder with mot_config.json, got {args.policy}")
+    records = run_dagger(config, args.policy, args.data, args.val or None, args.out)
+    if args.json:
+        print(
+            json.dumps(
+                {"rounds": records, "policy": str(Path(args.out) / f"round{config.rounds}" / "policy")}
+            )
+        )
+    else:
+        for r in records:
+            print(
+                f"round {r['round']}: {r['episodes']} rollouts {r['rollout_outcomes']}, RC {r['rollout_route_completion']}%, "
+                f"+{r['samples']} samples, collect {r['collect_s']} s, train {r['train_s']} s"
+            )
+    return 0

@@ -17,7 +17,7 @@ from tests.driving._onpolicy import assert_labels_are_expert_plans, replay_exper
 def test_dart_labels_are_the_noiseless_expert_plan_while_the_executed_path_differs(tmp_path):
     config = OnPolicyConfig(
         collect=small_collect(),
-        noise=ControlNoise(acceleration_std=2.0, steering_std=0.06, correlation_s=1.0),
+        noise=ControlNoise(acceleration_std=2.0, lateral_accel_std=1.5, correlation_s=1.0),
     )
     index = collect_on_policy(config, tmp_path / "dart")
     assert index["complete"] and len(index["episodes"]) == 2
@@ -59,7 +59,7 @@ def test_bad_configs_are_refused_with_the_field_named():
         OnPolicyConfig(beta=1.5)
     with pytest.raises(ValueError, match=r"OnPolicyConfig\.policy_id"):
         OnPolicyConfig(beta=0.5)
-    with pytest.raises(ValueError, match=r"ControlNoise\.steering_std"):
-        ControlNoise(steering_std=-0.1)
+    with pytest.raises(ValueError, match=r"ControlNoise\.lateral_accel_std"):
+        ControlNoise(lateral_accel_std=-0.1)
     with pytest.raises(ValueError, match="learner_factory"):
         collect_on_policy(OnPolicyConfig(beta=0.0, policy_id="x"), "/nonexistent")
