@@ -273,7 +273,7 @@ def _dagger(study: Path, config: StudyConfig, seed: int, round_index: int) -> No
         scenario_overrides=_scenario_overrides(config),
         sensors=_sensors(config),
     )
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     index = collect_round(
         round_policy_dir(study, config, seed, round_index - 1),
         dagger_data_dir(study, seed, round_index),
@@ -287,6 +287,7 @@ def _dagger(study: Path, config: StudyConfig, seed: int, round_index: int) -> No
         dagger_data_dir(study, seed, round_index).parent / f"r{round_index}.json",
         {
             "collect_s": round_(time.perf_counter() - start),
+            "collect_cpu_s": round_(time.process_time() - cpu),  # this process only: single-threaded work
             "samples": index["num_samples"],
             "episodes": len(index["episodes"]),
             "outcomes": {
@@ -390,7 +391,7 @@ def _ae(study: Path, config: StudyConfig, seed: int, round_index: int) -> None:
     from training.policy import BackboneSpec
     from training.stages import ActionExpertStage
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     L.seed_everything(seed, workers=True, verbose=False)
     ue = str(study / "ue") if config.pretrain_ue_steps > 0 else None
     if round_index == 0:
@@ -421,7 +422,12 @@ def _ae(study: Path, config: StudyConfig, seed: int, round_index: int) -> None:
         _datamodule(study, config.ae.batch_size, seed, train_dirs(study, seed, round_index)),
         ckpt,
     )
-    record = {"round": round_index, "train_s": round_(time.perf_counter() - start), "steps": steps}
+    record = {
+        "round": round_index,
+        "train_s": round_(time.perf_counter() - start),
+        "train_cpu_s": round_(time.process_time() - cpu),
+        "steps": steps,
+    }
     if validation is not None:
         record["validation"] = {"best": validation.best, "history": validation.history}
     if round_index > 0:
@@ -474,7 +480,7 @@ def _eval(study: Path, config: StudyConfig, head: str, seed: int, sampling_seed:
     from training.evaluate import evaluate_open_loop
     from training.policy import load_pretrained
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     backbone = load_pretrained(policy_dir(study, seed, head))
     record = {
         "run_id": run_id,
@@ -490,6 +496,7 @@ def _eval(study: Path, config: StudyConfig, head: str, seed: int, sampling_seed:
     planner = FastSlowPlanner(backbone, refresh_every=config.eval.refresh_every, seed=sampling_seed)
     record["closed_loop"] = _closed_loop(study, config, planner, run_id)
     record["wall_s"] = round(time.perf_counter() - start, 2)
+    record["cpu_s"] = round(time.process_time() - cpu, 2)
     write_json_atomic(run_path(study, run_id), record)
 
 
@@ -497,7 +504,7 @@ def _baseline(study: Path, config: StudyConfig, name: str, run_id: str) -> None:
     from driving.baselines import build_policy
     from training.evaluate import constant_velocity_open_loop
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     record = {
         "run_id": run_id,
         "kind": "baseline",
@@ -509,6 +516,7 @@ def _baseline(study: Path, config: StudyConfig, name: str, run_id: str) -> None:
         record["open_loop"] = constant_velocity_open_loop(str(data_dir(study, "test")))
     record["closed_loop"] = _closed_loop(study, config, build_policy(name), run_id)
     record["wall_s"] = round(time.perf_counter() - start, 2)
+    record["cpu_s"] = round(time.process_time() - cpu, 2)
     write_json_atomic(run_path(study, run_id), record)
 
 
