@@ -102,6 +102,7 @@ def run_episode(policy, world, seed: int, tracker: Tracker, frames_out: list | N
         extra={
             "scenario_config": world.scenario.describe(),
             **({"reasoning": reasoning} if reasoning else {}),
+            "mean_speed": float(np.mean([state.speed for state in world.log])),  # m/s over the logged steps
         },
     )
     return finalize(record)

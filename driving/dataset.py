@@ -187,6 +187,17 @@ class DrivingDataset(Dataset):
             for entry in index["episodes"]:
                 if scenarios is None or entry["scenario"] in scenarios:
                     self.episodes.append((Path(root), entry))
+        seen: dict[tuple[str, int], Path] = {}
+        for root, entry in self.episodes:
+            key = (entry["scenario"], int(entry["seed"]))
+            if key in seen:
+                # A sample is identified by (scenario, seed, step) downstream (the UE memo, metrics):
+                # two episodes with one identity would silently share cached inputs.
+                raise ValueError(
+                    f"dataset {root}: expected each (scenario, seed) episode once across directories, got "
+                    f"{key} again (also in {seen[key]}); collect aggregated data with its own seeds"
+                )
+            seen[key] = root
         counts = np.array([e["samples"] for _, e in self.episodes], dtype=np.int64)
         self._offsets = np.concatenate([[0], np.cumsum(counts)])
         self._cache: OrderedDict[int, dict] = OrderedDict()

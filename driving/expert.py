@@ -121,6 +121,12 @@ class ExpertPolicy:
         wp_times = np.array(spec.waypoint_times_s())
         s_wp = np.interp(wp_times, s_t[0], s_t[1])
         waypoints = pose.to_local(interpolate_polyline(path, s_wp))
+        # The plan's speed and heading at the waypoint times: what meta-action labels are cut from.
+        v_wp = np.interp(wp_times, s_t[0], v_t)
+        ahead = interpolate_polyline(path, s_wp + 0.5) - interpolate_polyline(
+            path, np.maximum(s_wp - 0.5, 0.0)
+        )
+        h_wp = pose.heading_to_local(np.arctan2(ahead[:, 1], ahead[:, 0]))
         route_pts = pose.to_local(
             interpolate_polyline(path, spec.ROUTE_SPACING_M * np.arange(1, spec.NUM_ROUTE_POINTS + 1))
         )
@@ -134,7 +140,12 @@ class ExpertPolicy:
         return PolicyOutput(
             waypoints=waypoints.astype(np.float32),
             route=route_pts.astype(np.float32),
-            info={"target_lane": target, "yielding": yielding},
+            info={
+                "target_lane": target,
+                "yielding": yielding,
+                "waypoint_speeds": v_wp.astype(np.float32),  # (6,) m/s
+                "waypoint_headings": np.asarray(h_wp, dtype=np.float32),  # (6,) rad, ego frame, left +
+            },
         )
 
     # ------------------------------------------------------------------ lanes

@@ -153,7 +153,8 @@ def route_labels(log: list, index: int, reference: np.ndarray) -> np.ndarray:
 def agent_labels(
     log: list, index: int, steps_per_waypoint: int, max_agents: int, range_m: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Future boxes (6, A, 5) float32 and mask (6, A) bool of the nearest objects at `index`."""
+    """Future boxes (6, A, 5) float32 and mask (6, A) bool of the nearest objects at `index` (mask False at
+    waypoint times past the end of the log)."""
     now = log[index]
     objects = now.objects
     boxes = np.zeros((spec.NUM_WAYPOINTS, max_agents, 5), dtype=np.float32)
@@ -163,6 +164,8 @@ def agent_labels(
         order = np.lexsort((objects.ids, dist))  # nearest first, ties by id: deterministic
         chosen = [int(objects.ids[i]) for i in order if dist[i] <= range_m][:max_agents]
         for k, i in enumerate(future_indices(index, steps_per_waypoint)):
+            if i >= len(log):
+                break  # an on-policy episode that ended early: no future logged, the mask stays False
             future = log[i].objects
             where = {int(obj_id): j for j, obj_id in enumerate(future.ids)}
             for a, obj_id in enumerate(chosen):

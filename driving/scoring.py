@@ -13,6 +13,9 @@ import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
+# How an episode ends: at the destination, in a collision, after a long excursion off the road, or out of time.
+OUTCOMES = ("completed", "collision", "offroad", "timeout")
+
 PENALTIES: dict[str, float] = {
     "collision_vehicle": 0.6,
     "collision_static": 0.65,
@@ -62,8 +65,14 @@ def finalize(record: EpisodeRecord) -> EpisodeRecord:
     return record
 
 
+def _mean(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
 def summarize(records: list[EpisodeRecord]) -> dict:
-    """DS, SR (percent), mean route completion, infraction counts and rates, overall and per scenario."""
+    """DS, SR (percent), mean route completion, infraction counts and rates, episode outcome counts and
+    the mean ego speed (m/s, mean over episodes of each episode's mean), overall and per scenario."""
     if not records:
         raise ValueError("records: expected at least one EpisodeRecord, got none")
 
@@ -79,6 +88,8 @@ def summarize(records: list[EpisodeRecord]) -> dict:
             "route_completion": sum(r.route_completion for r in rs) / n,
             "collision_rate": collided / n,
             "infractions": {k: counts.get(k, 0) for k in PENALTIES},
+            "outcomes": {k: sum(1 for r in rs if r.outcome == k) for k in OUTCOMES},
+            "mean_speed": _mean([r.extra.get("mean_speed") for r in rs]),
         }
 
     out = block(records)

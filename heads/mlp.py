@@ -3,6 +3,12 @@
 Waypoints come from an MLP over each waypoint query's latent; the route from an MLP over each route
 query's latent that predicts the step from the previous route point, followed by a cumulative sum
 (as in the public AutoMoT code). Trained with L1, waypoints weighted 3,3,2,2,1,1 by default.
+
+Waypoint parametrisations (`waypoint_mode`): "absolute" (each query outputs its waypoint, in units of
+`waypoint_scale`) or "delta" (each query outputs the displacement over its 0.5 s, summed like the route;
+every output is then of the same size, a few metres, whatever the horizon). `cv_residual` adds the
+constant-velocity plan (speed x t straight ahead, from `ctx.ego_state`) to the output, so the network
+predicts only the deviation from keeping the current speed.
 """
 
 from __future__ import annotations
@@ -13,9 +19,12 @@ import torch
 from torch import nn
 
 from automot import spec
-from automot.checks import check_positive
+from automot.checks import check_choice, check_positive
 from heads.base import PlanningHead, register_head
 from heads.types import ActionContext, ContextDims, Plan, PlanTarget
+
+WAYPOINT_MODES = ("absolute", "delta")
+SPEED = spec.EGO_STATE_FIELDS.index("speed")
 
 
 @dataclass
@@ -27,9 +36,12 @@ class MLPHeadConfig:
     waypoint_weights: tuple[float, ...] = (3.0, 3.0, 2.0, 2.0, 1.0, 1.0)
     waypoint_loss_weight: float = 1.0
     route_loss_weight: float = 1.0
+    waypoint_mode: str = "absolute"  # or "delta": per-interval displacements, summed
+    cv_residual: bool = False
 
     def __post_init__(self) -> None:
         check_positive("MLPHeadConfig.hidden_dim", self.hidden_dim)
+        check_choice("MLPHeadConfig.waypoint_mode", self.waypoint_mode, WAYPOINT_MODES)
         if min(self.waypoint_weights) < 0 or sum(self.waypoint_weights) <= 0:
             raise ValueError(
                 f"MLPHeadConfig.waypoint_weights: expected non-negative with a positive sum, got {self.waypoint_weights}"
@@ -75,6 +87,8 @@ class MLPHead(PlanningHead):
         self.register_buffer("waypoint_scale", torch.tensor(c.waypoint_scale), persistent=False)
         self.register_buffer("route_step_scale", torch.tensor(c.route_step_scale), persistent=False)
         self.register_buffer("waypoint_weights", torch.tensor(c.waypoint_weights), persistent=False)
+        times = spec.WAYPOINT_DT_S * torch.arange(1, dims.num_waypoints + 1, dtype=torch.float32)
+        self.register_buffer("waypoint_times", times, persistent=False)
 
     def forward(self, ctx: ActionContext, *, generator: torch.Generator | None = None) -> Plan:
         """ctx.plan_latents (B, Nw+Nr, D_ae) -> Plan(waypoints (B, Nw, 2), route (B, Nr, 2))."""
@@ -83,6 +97,13 @@ class MLPHead(PlanningHead):
             [self.dims.num_waypoints, self.dims.num_route], dim=1
         )
         waypoints = self.waypoint_mlp(wp_latents) * self.waypoint_scale
+        if self.config.waypoint_mode == "delta":
+            waypoints = torch.cumsum(waypoints, dim=1)
+        if self.config.cv_residual:
+            speed = ctx.ego_state[:, SPEED].to(waypoints.dtype)
+            waypoints = waypoints + torch.stack(
+                (speed[:, None] * self.waypoint_times, torch.zeros_like(waypoints[..., 1])), dim=-1
+            )
         route = torch.cumsum(self.route_mlp(route_latents) * self.route_step_scale, dim=1)
         return Plan(waypoints=waypoints, route=route)
 

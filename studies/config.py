@@ -73,6 +73,74 @@ class EvalSpec:
 
 
 @dataclass
+class DartSpec:
+    """Perturbed expert demonstrations for the train split (`driving.onpolicy`): noise on the executed
+    acceleration (m/s^2) and steering (rad), labels the expert's noiseless plan. All zero: the classic
+    collection (labels cut from the driven future)."""
+
+    acceleration_std: float = 0.0
+    lateral_accel_std: float = 0.0
+    correlation_s: float = 1.0
+    episode_fraction: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("acceleration_std", "lateral_accel_std"):
+            check_positive(f"DartSpec.{name}", getattr(self, name), allow_zero=True)
+        check_positive("DartSpec.correlation_s", self.correlation_s)
+        if not 0.0 <= self.episode_fraction <= 1.0:
+            raise ValueError(
+                f"DartSpec.episode_fraction: expected a value in [0, 1], got {self.episode_fraction}"
+            )
+
+    @property
+    def active(self) -> bool:
+        return self.episode_fraction > 0 and (self.acceleration_std > 0 or self.lateral_accel_std > 0)
+
+
+@dataclass
+class DaggerSpec:
+    """On-policy rounds after behaviour cloning: roll out the current policy of each training seed on fresh
+    train-split seeds, label every visited state with the expert, fine-tune on everything so far."""
+
+    rounds: int = 0  # 0: behaviour cloning only
+    episodes: int = 4  # per scenario and round
+    beta: float = 0.0  # probability per step of executing the expert's command, round 1
+    beta_decay: float = 0.5  # beta of round r = beta * beta_decay ** (r - 1)
+    steps: int = 400  # fine-tuning steps per round, from the previous round's policy
+    lr: float = 1e-3
+    warmup_steps: int = 20
+    noise: DartSpec = field(default_factory=DartSpec)  # DART noise on the rollouts too
+
+    def __post_init__(self) -> None:
+        if isinstance(self.noise, dict):
+            self.noise = DartSpec(**self.noise)
+        check_positive("DaggerSpec.rounds", self.rounds, allow_zero=True)
+        for name in ("episodes", "steps", "lr"):
+            check_positive(f"DaggerSpec.{name}", getattr(self, name))
+        check_positive("DaggerSpec.warmup_steps", self.warmup_steps, allow_zero=True)
+        for name in ("beta", "beta_decay"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"DaggerSpec.{name}: expected a value in [0, 1], got {getattr(self, name)}")
+
+    def beta_of(self, round_index: int) -> float:
+        return self.beta * self.beta_decay ** (round_index - 1)
+
+
+@dataclass
+class ValidationSpec:
+    """Closed-loop validation while the AE trains (`training.callbacks`): every `every_n_steps` (0: off)
+    drive `episodes` validation-split episodes per scenario; export the best by DS (ties: L2)."""
+
+    every_n_steps: int = 0
+    episodes: int = 1
+    select: bool = True
+
+    def __post_init__(self) -> None:
+        check_positive("ValidationSpec.every_n_steps", self.every_n_steps, allow_zero=True)
+        check_positive("ValidationSpec.episodes", self.episodes)
+
+
+@dataclass
 class StudyConfig:
     preset: str = "tiny"
     data: DataSpec = field(default_factory=DataSpec)
@@ -90,6 +158,10 @@ class StudyConfig:
     eval: EvalSpec = field(default_factory=EvalSpec)
     baselines: list[str] = field(default_factory=lambda: list(BASELINES))
     bootstrap_samples: int = 10_000
+    dart: DartSpec = field(default_factory=DartSpec)
+    dagger: DaggerSpec = field(default_factory=DaggerSpec)
+    validation: ValidationSpec = field(default_factory=ValidationSpec)
+    augment: dict[str, float] = field(default_factory=dict)  # training.augment.EgoAugmentConfig fields
 
     def __post_init__(self) -> None:
         self.heads = [h if isinstance(h, HeadSpec) else HeadSpec(**h) for h in self.heads]
@@ -108,6 +180,9 @@ class StudyConfig:
         if bad:
             raise ValueError(f"StudyConfig.baselines: expected names from {list(BASELINES)}, got {bad}")
         check_positive("StudyConfig.pretrain_ue_steps", self.pretrain_ue_steps, allow_zero=True)
+        from training.augment import EgoAugmentConfig
+
+        EgoAugmentConfig(**self.augment)  # validates the names and values
         check_positive("StudyConfig.bootstrap_samples", self.bootstrap_samples)
 
     def head(self, key: str) -> HeadSpec:

@@ -136,6 +136,14 @@ def write_report(study: Path, config: StudyConfig, summary: dict, runs: list[dic
             f"| {r['run_id']} | {r['head']} | {_seed(r['training_seed'])} | {_seed(r['sampling_seed'])} | {cl['ds']:.2f} | {cl['sr']:.1f} | "
             f"{cl['route_completion']:.1f} | {_num(ol.get('l2_avg_stp3'), 3)} | {cl['infractions'].get('collision_vehicle', 0)} |"
         )
+    out += [
+        "",
+        *format_outcomes(config, runs),
+        "",
+        *format_dagger(study, config),
+        "",
+        *format_failures(study, config),
+    ]
     out += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
     path = study / "report.md"
     write_text_atomic(path, "\n".join(out) + "\n")
@@ -381,3 +389,105 @@ def _plot_profiles(study: Path, summary: dict) -> Path | None:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+# -- failure analysis and DAgger (issue 11) ------------------------------------------------------------
+
+
+def format_outcomes(config: StudyConfig, runs: list[dict]) -> list[str]:
+    """Markdown lines: per head and scenario, how the episodes of all its runs ended, and its mean speed
+    against the expert's on the same episodes."""
+    from studies.failures import OUTCOMES, outcome_table
+
+    table = outcome_table(runs)
+    expert = table.get("expert", {})
+    lines = [
+        "## How episodes end",
+        "",
+        "Episode outcomes summed over every run of a head (completed / collision / off-road / timeout; they add up "
+        "to the episodes run) and the mean ego speed over its episodes, against the expert's on the same seeds.",
+        "",
+        "| Head | scenario | episodes | completed | collision | off-road | timeout | mean speed (m/s) | speed / expert |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for head in [h.key for h in config.heads] + list(config.baselines):
+        for scenario in config.data.scenarios:
+            cell = table.get(head, {}).get(scenario)
+            if cell is None:
+                continue
+            ref = expert.get(scenario, {}).get("mean_speed")
+            ratio = None if ref in (None, 0) or cell["mean_speed"] is None else cell["mean_speed"] / ref
+            lines.append(
+                f"| {head} | {scenario} | {cell['episodes']} | "
+                + " | ".join(str(cell[k]) for k in OUTCOMES)
+                + f" | {_num(cell['mean_speed'], 1)} | {_num(ratio, 2)} |"
+            )
+    return lines
+
+
+def format_dagger(study: Path, config: StudyConfig) -> list[str]:
+    """Markdown lines: per DAgger round (0 = behaviour cloning), the closed-loop validation DS of the
+    exported policy (mean over training seeds), samples added and wall times."""
+    import json
+
+    from studies.tasks import round_record_path
+
+    records = {}
+    for seed in config.training_seeds:
+        for r in range(config.dagger.rounds + 1):
+            path = round_record_path(study, seed, r)
+            if path.exists():
+                records[(seed, r)] = json.loads(path.read_text())
+    if not records:
+        return []
+    lines = [
+        "## Training rounds (DAgger learning curve)",
+        "",
+        f"Round 0 is behaviour cloning on the demonstrations; round r rolls out round r-1's policy on "
+        f"{config.dagger.episodes} fresh train-split episodes per scenario (beta {config.dagger.beta}, decay "
+        f"{config.dagger.beta_decay}), labels every visited state with the expert and fine-tunes on all data so far. "
+        "Validation DS: closed loop on validation-split seeds, of the exported (selected) weights; mean over training seeds.",
+        "",
+        "| round | validation DS | rollout outcomes (completed/collision/off-road/timeout) | samples added | collect s | train s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in range(config.dagger.rounds + 1):
+        rs = [rec for (seed, k), rec in sorted(records.items()) if k == r]
+        if not rs:
+            continue
+        ds = [rec["validation"]["best"]["ds"] for rec in rs if rec.get("validation", {}).get("best")]
+        dag = [rec["dagger"] for rec in rs if "dagger" in rec]
+        outcomes = "–"
+        if dag and all("outcomes" in d for d in dag):
+            outcomes = "/".join(
+                str(sum(d["outcomes"].get(k, 0) for d in dag))
+                for k in ("completed", "collision", "offroad", "timeout")
+            )
+        samples = sum(d["samples"] for d in dag) if dag else None
+        collect_s = float(np.mean([d["collect_s"] for d in dag])) if dag else None
+        lines.append(
+            f"| {r} | {_num(float(np.mean(ds)) if ds else None, 1)} | {outcomes} | {samples if samples is not None else '–'} | "
+            f"{_num(collect_s, 0)} | {_num(float(np.mean([rec['train_s'] for rec in rs])), 0)} |"
+        )
+    return lines
+
+
+def format_failures(study: Path, config: StudyConfig) -> list[str]:
+    """Markdown lines linking the worst episode's strip per head and scenario (`studies.failures`)."""
+    import json
+
+    from studies.tasks import failures_path
+
+    lines = ["## Worst episode per head and scenario", ""]
+    found = False
+    for head in [h.key for h in config.heads]:
+        path = failures_path(study, head)
+        if not path.exists():
+            continue
+        for scenario, w in json.loads(path.read_text()).items():
+            found = True
+            lines.append(
+                f"- {head}, {scenario}: run {w['run_id']}, seed {w['seed']}, {w['outcome']}, score {w['score']:.1f}: "
+                f"[failures/{w['strip']}](failures/{w['strip']})"
+            )
+    return lines if found else []

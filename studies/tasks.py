@@ -1,9 +1,13 @@
 """The tasks of a study and how each one runs. Every task writes its output atomically under the
 study folder and is skipped when that output exists, so a study resumes after any interruption.
 
-    collect:{split}                 data/{split}/         expert demonstrations (train, val, test)
+    collect:{split}                 data/{split}/         expert demonstrations (train, val, test); the
+                                                          train split perturbed (DART) when `dart` is on
     ue                              ue/                   UE scene pretraining (frozen afterwards)
-    ae:{seed}                       seeds/{seed}/policy_mlp/          AE + MLP head
+    ae:{seed}                       seeds/{seed}/policy_mlp/          AE + MLP head (behaviour cloning)
+    dagger:{seed}:{r}               data/dagger/{seed}/r{r}/          round r's on-policy episodes, expert-labelled
+    ae:{seed}:r{r}                  seeds/{seed}/policy_mlp/          fine-tuned on train + rounds 1..r
+                                    (with DAgger rounds, earlier rounds' policies live in seeds/{seed}/rounds/{r}/)
     refine:{seed}:{head}            seeds/{seed}/policy_{head}/       refiner around that AE
     eval:{head}:{seed}:{sampling}   runs/{run_id}.json    open + closed loop of one head/seed pair
     baseline:{name}                 runs/{run_id}.json    expert / constant velocity, closed loop
@@ -15,6 +19,7 @@ with exactly the numbers of an uninterrupted one.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,8 +52,21 @@ def plan_tasks(config: StudyConfig) -> list[Task]:
     if config.pretrain_ue_steps > 0:
         tasks.append(Task("ue", "ue", {}, ue_deps))
     ae_deps = ("ue",) if config.pretrain_ue_steps > 0 else ue_deps
+    rounds = config.dagger.rounds
     for seed in config.training_seeds:
-        tasks.append(Task(f"ae:{seed}", "ae", {"seed": seed}, ae_deps))
+        tasks.append(Task(ae_task_id(seed, 0), "ae", {"seed": seed, "round_index": 0}, ae_deps))
+        for r in range(1, rounds + 1):
+            tasks.append(
+                Task(
+                    f"dagger:{seed}:{r}",
+                    "dagger",
+                    {"seed": seed, "round_index": r},
+                    (ae_task_id(seed, r - 1),),
+                )
+            )
+            tasks.append(
+                Task(ae_task_id(seed, r), "ae", {"seed": seed, "round_index": r}, (f"dagger:{seed}:{r}",))
+            )
         for head in config.heads:
             if head.key != "mlp":
                 tasks.append(
@@ -56,18 +74,28 @@ def plan_tasks(config: StudyConfig) -> list[Task]:
                         f"refine:{seed}:{head.key}",
                         "refine",
                         {"seed": seed, "head": head.key},
-                        (f"ae:{seed}",),
+                        (ae_task_id(seed, rounds),),
                     )
                 )
     for head in config.heads:
         for seed in config.training_seeds:
-            policy_task = f"ae:{seed}" if head.key == "mlp" else f"refine:{seed}:{head.key}"
+            policy_task = ae_task_id(seed, rounds) if head.key == "mlp" else f"refine:{seed}:{head.key}"
             for sampling in config.sampling_seeds:
                 rid = run_id(head.key, seed, sampling)
                 params = {"head": head.key, "seed": seed, "sampling_seed": sampling, "run_id": rid}
                 tasks.append(
                     Task(f"eval:{head.key}:{seed}:{sampling}", "eval", params, (policy_task, "collect:test"))
                 )
+        tasks.append(
+            Task(
+                f"failures:{head.key}",
+                "failures",
+                {"head": head.key},
+                tuple(
+                    f"eval:{head.key}:{t}:{s}" for t in config.training_seeds for s in config.sampling_seeds
+                ),
+            )
+        )
     for name in config.baselines:
         tasks.append(
             Task(
@@ -91,6 +119,36 @@ def policy_dir(study: Path, seed: int, head: str) -> Path:
     return study / "seeds" / str(seed) / f"policy_{head}"
 
 
+def failures_path(study: Path, head: str) -> Path:
+    return study / "failures" / f"{head}.json"
+
+
+def ae_task_id(seed: int, round_index: int) -> str:
+    return f"ae:{seed}" if round_index == 0 else f"ae:{seed}:r{round_index}"
+
+
+def round_policy_dir(study: Path, config: StudyConfig, seed: int, round_index: int) -> Path:
+    """The MLP policy of DAgger round `round_index` (0: behaviour cloning); the last round's is the study's."""
+    if round_index == config.dagger.rounds:
+        return policy_dir(study, seed, "mlp")
+    return study / "seeds" / str(seed) / "rounds" / str(round_index) / "policy_mlp"
+
+
+def round_record_path(study: Path, seed: int, round_index: int) -> Path:
+    return study / "seeds" / str(seed) / "rounds" / f"{round_index}.json"
+
+
+def dagger_data_dir(study: Path, seed: int, round_index: int) -> Path:
+    return study / "data" / "dagger" / str(seed) / f"r{round_index}"
+
+
+def train_dirs(study: Path, seed: int, round_index: int) -> list[str]:
+    """The training data of round `round_index` of training seed `seed`: demonstrations + its rounds so far."""
+    return [str(data_dir(study, "train"))] + [
+        str(dagger_data_dir(study, seed, r)) for r in range(1, round_index + 1)
+    ]
+
+
 def run_path(study: Path, rid: str) -> Path:
     return study / RUNS_DIR / f"{rid}.json"
 
@@ -103,7 +161,12 @@ def is_done(study: Path, task: Task) -> bool:
     if task.kind == "ue":
         return (study / "ue" / "config.json").exists()
     if task.kind == "ae":
-        return (policy_dir(study, p["seed"], "mlp") / "mot_config.json").exists()
+        return round_record_path(study, p["seed"], p["round_index"]).exists()
+    if task.kind == "failures":
+        return failures_path(study, p["head"]).exists()
+    if task.kind == "dagger":
+        index = dagger_data_dir(study, p["seed"], p["round_index"]) / "index.json"
+        return index.exists() and '"complete": true' in index.read_text()
     if task.kind == "refine":
         return (policy_dir(study, p["seed"], p["head"]) / "mot_config.json").exists()
     return run_path(study, p["run_id"]).exists()
@@ -129,9 +192,11 @@ def run_task(study: str | Path, config_dict: dict, task_id: str, threads: int = 
         "collect": _collect,
         "ue": _ue,
         "ae": _ae,
+        "dagger": _dagger,
         "refine": _refine,
         "eval": _eval,
         "baseline": _baseline,
+        "failures": _failures,
     }
     status = StatusWriter(study, task_id, task.kind)
     runner[task.kind](study, config, status=status, **task.params)
@@ -185,6 +250,14 @@ def _collect(study: Path, config: StudyConfig, split: str, status: StatusWriter)
     )
     total = len(collect_config.episodes_plan())
     status.update("collecting", 0, total, "episode", force=True)
+    if split == "train" and config.dart.active:
+        from dataclasses import asdict
+
+        from driving.onpolicy import ControlNoise, OnPolicyConfig, collect_on_policy
+
+        noise = ControlNoise(**asdict(config.dart))
+        collect_on_policy(OnPolicyConfig(collect=collect_config, noise=noise), data_dir(study, split))
+        return
     collect(
         collect_config,
         data_dir(study, split),
@@ -194,7 +267,55 @@ def _collect(study: Path, config: StudyConfig, split: str, status: StatusWriter)
     )
 
 
-def _trainer(max_steps: int, ckpt_dir: Path, log_dir: Path, name: str, status: StatusWriter):
+def _dagger(study: Path, config: StudyConfig, seed: int, round_index: int, status: StatusWriter) -> None:
+    from dataclasses import asdict
+
+    from driving.collect import CollectConfig
+    from driving.onpolicy import ControlNoise
+    from training.dagger import collect_round
+
+    spec = config.dagger
+    collect_config = CollectConfig(
+        scenarios=list(config.data.scenarios),
+        episodes=spec.episodes,
+        split="train",
+        # Fresh layouts every round, after the demonstrations' seeds (each episode has its own seed).
+        seed_start=config.data.train_episodes + (round_index - 1) * spec.episodes,
+        scenario_overrides=_scenario_overrides(config),
+        sensors=_sensors(config),
+    )
+    start, cpu = time.perf_counter(), time.process_time()
+    index = collect_round(
+        round_policy_dir(study, config, seed, round_index - 1),
+        dagger_data_dir(study, seed, round_index),
+        collect_config,
+        beta=spec.beta_of(round_index),
+        noise=ControlNoise(**asdict(spec.noise)),
+        round_index=round_index,
+        refresh_every=config.eval.refresh_every,
+    )
+    write_json_atomic(
+        dagger_data_dir(study, seed, round_index).parent / f"r{round_index}.json",
+        {
+            "collect_s": round_(time.perf_counter() - start),
+            "collect_cpu_s": round_(time.process_time() - cpu),  # this process only: single-threaded work
+            "samples": index["num_samples"],
+            "episodes": len(index["episodes"]),
+            "outcomes": {
+                k: sum(e["outcome"] == k for e in index["episodes"])
+                for k in ("completed", "collision", "offroad", "timeout")
+            },
+        },
+    )
+
+
+def round_(x: float) -> float:
+    return round(x, 1)
+
+
+def _trainer(
+    max_steps: int, ckpt_dir: Path, log_dir: Path, name: str, status: StatusWriter, callbacks: list | None = None
+):
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
@@ -207,6 +328,7 @@ def _trainer(max_steps: int, ckpt_dir: Path, log_dir: Path, name: str, status: S
         deterministic=True,
         logger=CSVLogger(save_dir=str(log_dir), name=name),
         callbacks=[
+            *(callbacks or []),
             ModelCheckpoint(dirpath=str(ckpt_dir), every_n_train_steps=every, save_last=True, save_top_k=0),
             training_callback(status),
         ],
@@ -223,11 +345,14 @@ def _fit(trainer, stage, datamodule, ckpt_dir: Path) -> None:
     )
 
 
-def _datamodule(study: Path, batch_size: int, seed: int):
+def _datamodule(study: Path, batch_size: int, seed: int, train: list[str] | None = None):
     from driving.datamodule import DrivingDataModule
 
     return DrivingDataModule(
-        data_dir(study, "train"), data_dir(study, "val"), batch_size=batch_size, seed=seed
+        train if train is not None else data_dir(study, "train"),
+        data_dir(study, "val"),
+        batch_size=batch_size,
+        seed=seed,
     )
 
 
@@ -252,30 +377,78 @@ def _ue(study: Path, config: StudyConfig, status: StatusWriter) -> None:
     )
 
 
-def _ae(study: Path, config: StudyConfig, seed: int, status: StatusWriter) -> None:
+def _validation(study: Path, config: StudyConfig, seed: int, round_index: int):
+    """The closed-loop validation callback of one AE training, or None when the study has it off."""
+    spec = config.validation
+    if not spec.every_n_steps:
+        return None
+    from training.callbacks import ClosedLoopValidation
+
+    return ClosedLoopValidation(
+        every_n_steps=spec.every_n_steps,
+        scenarios=list(config.data.scenarios),
+        episodes=spec.episodes,
+        refresh_every=config.eval.refresh_every,
+        image_size=config.data.image_size,
+        scenario_overrides=_scenario_overrides(config),
+        select=spec.select,
+        history_path=str(round_record_path(study, seed, round_index).with_suffix(".val.json")),
+    )
+
+
+def _ae(study: Path, config: StudyConfig, seed: int, round_index: int, status: StatusWriter) -> None:
+    """Round 0: the AE + MLP head from scratch on the demonstrations; round r: fine-tuned from round
+    r - 1 on the demonstrations and DAgger rounds 1..r."""
     import lightning as L
 
     from training.optim import OptimConfig
     from training.policy import BackboneSpec
     from training.stages import ActionExpertStage
 
+    start, cpu = time.perf_counter(), time.process_time()
     L.seed_everything(seed, workers=True, verbose=False)
     ue = str(study / "ue") if config.pretrain_ue_steps > 0 else None
-    spec = config.ae
+    if round_index == 0:
+        steps, lr, warmup = config.ae.steps, config.ae.lr, config.ae.warmup_steps
+        backbone = BackboneSpec(preset=config.preset, ue_checkpoint=ue, seed=seed)
+        head_kwargs = config.head("mlp").kwargs or None
+    else:
+        spec = config.dagger
+        steps, lr, warmup = spec.steps, spec.lr, spec.warmup_steps
+        previous = round_policy_dir(study, config, seed, round_index - 1)
+        backbone = BackboneSpec(init_from=str(previous), ue_checkpoint=ue, seed=seed)
+        head_kwargs = None  # keep the trained head
+    export = round_policy_dir(study, config, seed, round_index)
     stage = ActionExpertStage(
-        backbone=BackboneSpec(preset=config.preset, ue_checkpoint=ue, seed=seed),
+        backbone=backbone,
         head="mlp",
-        head_kwargs=config.head("mlp").kwargs or None,
-        optim=OptimConfig(lr=spec.lr, warmup_steps=spec.warmup_steps),
-        export_dir=str(policy_dir(study, seed, "mlp")),
+        head_kwargs=head_kwargs,
+        optim=OptimConfig(lr=lr, warmup_steps=warmup),
+        export_dir=str(export),
+        augment=dict(config.augment) or None,
     )
-    ckpt = study / "work" / f"ae_{seed}"
+    name = f"ae_{seed}" if round_index == 0 else f"ae_{seed}_r{round_index}"
+    ckpt = study / "work" / name
+    validation = _validation(study, config, seed, round_index)
     _fit(
-        _trainer(spec.steps, ckpt, study / "logs", f"ae_{seed}", status),
+        _trainer(steps, ckpt, study / "logs", name, status, [validation] if validation is not None else None),
         stage,
-        _datamodule(study, spec.batch_size, seed),
+        _datamodule(study, config.ae.batch_size, seed, train_dirs(study, seed, round_index)),
         ckpt,
     )
+    record = {
+        "round": round_index,
+        "train_s": round_(time.perf_counter() - start),
+        "train_cpu_s": round_(time.process_time() - cpu),
+        "steps": steps,
+    }
+    if validation is not None:
+        record["validation"] = {"best": validation.best, "history": validation.history}
+    if round_index > 0:
+        collected = dagger_data_dir(study, seed, round_index).parent / f"r{round_index}.json"
+        if collected.exists():
+            record["dagger"] = json.loads(collected.read_text())
+    write_json_atomic(round_record_path(study, seed, round_index), record)
 
 
 def _refine(study: Path, config: StudyConfig, seed: int, head: str, status: StatusWriter) -> None:
@@ -297,7 +470,7 @@ def _refine(study: Path, config: StudyConfig, seed: int, head: str, status: Stat
     _fit(
         _trainer(spec.steps, ckpt, study / "logs", f"refine_{seed}_{head}", status),
         stage,
-        _datamodule(study, spec.batch_size, seed),
+        _datamodule(study, spec.batch_size, seed, train_dirs(study, seed, config.dagger.rounds)),
         ckpt,
     )
 
@@ -338,7 +511,7 @@ def _eval(
     from training.evaluate import evaluate_open_loop
     from training.policy import load_pretrained
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     backbone = load_pretrained(policy_dir(study, seed, head))
     record = {
         "run_id": run_id,
@@ -355,6 +528,7 @@ def _eval(
     planner = FastSlowPlanner(backbone, refresh_every=config.eval.refresh_every, seed=sampling_seed)
     record["closed_loop"] = _closed_loop(study, config, planner, run_id, status)
     record["wall_s"] = round(time.perf_counter() - start, 2)
+    record["cpu_s"] = round(time.process_time() - cpu, 2)
     write_json_atomic(run_path(study, run_id), record)
 
 
@@ -362,7 +536,7 @@ def _baseline(study: Path, config: StudyConfig, name: str, run_id: str, status: 
     from driving.baselines import build_policy
     from training.evaluate import constant_velocity_open_loop
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     record = {
         "run_id": run_id,
         "kind": "baseline",
@@ -374,4 +548,21 @@ def _baseline(study: Path, config: StudyConfig, name: str, run_id: str, status: 
         record["open_loop"] = constant_velocity_open_loop(str(data_dir(study, "test")))
     record["closed_loop"] = _closed_loop(study, config, build_policy(name), run_id, status)
     record["wall_s"] = round(time.perf_counter() - start, 2)
+    record["cpu_s"] = round(time.process_time() - cpu, 2)
     write_json_atomic(run_path(study, run_id), record)
+
+
+def _failures(study: Path, config: StudyConfig, head: str, status: StatusWriter) -> None:
+    """Strips of the head's worst episode per scenario (`studies.failures`), listed in failures/{head}.json."""
+    from studies.failures import draw_worst_episode, worst_episodes
+
+    runs = [
+        json.loads(run_path(study, run_id(head, t, s)).read_text())
+        for t in config.training_seeds
+        for s in config.sampling_seeds
+    ]
+    listed = {}
+    for (key, scenario), worst in sorted(worst_episodes(study, runs).items()):
+        path = draw_worst_episode(study, config, key, scenario, worst)
+        listed[scenario] = {**worst, "strip": path.name}
+    write_json_atomic(failures_path(study, head), listed)

@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--scenarios", nargs="+", default=None, help="closed-loop scenarios (default: all)")
     ev.add_argument("--episodes", type=int, default=5, help="closed-loop episodes per scenario")
     ev.add_argument("--refresh-every", type=int, default=2, help="UE cache refresh period k in steps")
+    ev.add_argument(
+        "--image-size", type=int, default=64, help="closed-loop camera height = width [px], as trained"
+    )
     ev.add_argument("--records", default=None, help="JSON-lines file for closed-loop episodes (resumes)")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument(
@@ -46,6 +49,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="closed loop without a terminal: a progress line (stderr) at most every this many seconds",
     )
     ev.set_defaults(func=run_eval)
+
+    from training.dagger import register_cli as register_dagger
+
+    register_dagger(subparsers)
 
 
 def run_fit(args: argparse.Namespace) -> int:
@@ -84,9 +91,12 @@ def run_eval(args: argparse.Namespace) -> int:
         result["open_loop"] = evaluate_open_loop(backbone, str(data_dir), sampling_seed=args.sampling_seed)
     if args.closed_loop:
         from automot.progress import Progress
-        from driving import available_scenarios, split_seeds
+        from driving import EvalConfig, available_scenarios, split_seeds
+        from driving.config import CameraConfig, SensorConfig
         from mot.runtime import FastSlowPlanner
 
+        if args.image_size < 1:
+            raise ValueError(f"--image-size: expected a positive number of pixels, got {args.image_size}")
         planner = FastSlowPlanner(backbone, refresh_every=args.refresh_every, seed=args.sampling_seed)
         scenarios = args.scenarios or available_scenarios()
         seeds = split_seeds(args.split, args.episodes)
@@ -111,8 +121,14 @@ def run_eval(args: argparse.Namespace) -> int:
             )
 
         try:
+            sensors = SensorConfig(camera=CameraConfig(height=args.image_size, width=args.image_size))
             result["closed_loop"] = evaluate_closed_loop(
-                planner, scenarios, seeds, records_path=args.records, on_episode=on_episode
+                planner,
+                scenarios,
+                seeds,
+                records_path=args.records,
+                eval_config=EvalConfig(sensors=sensors),
+                on_episode=on_episode,
             )
         finally:
             bar.close()

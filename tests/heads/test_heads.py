@@ -53,6 +53,27 @@ def test_mlp_route_is_the_cumulative_sum_of_predicted_steps():
     assert torch.allclose(plan.route[:, 1:] - plan.route[:, :-1], steps[:, 1:], atol=1e-5)
 
 
+def test_mlp_waypoint_parametrisations_against_hand_computed_plans():
+    """delta: the waypoints are the running sum of the per-interval outputs; cv_residual: an output of
+    zero is the constant-velocity plan (speed x t straight ahead)."""
+    ctx = make_context()
+    absolute = build_head("mlp", TINY_DIMS, hidden_dim=32)
+    delta = build_head("mlp", TINY_DIMS, hidden_dim=32, waypoint_mode="delta")
+    delta.load_state_dict(absolute.state_dict())
+    torch.testing.assert_close(delta(ctx).waypoints, absolute(ctx).waypoints.cumsum(1))
+    torch.testing.assert_close(delta(ctx).route, absolute(ctx).route)
+    residual = build_head("mlp", TINY_DIMS, hidden_dim=32, cv_residual=True)
+    with torch.no_grad():
+        residual.waypoint_mlp[-1].weight.zero_()
+        residual.waypoint_mlp[-1].bias.zero_()
+    speed = ctx.ego_state[:, 0]
+    times = torch.tensor([0.5, 1.0, 1.5, 2.0, 2.5, 3.0])
+    expected = torch.stack([speed[:, None] * times, torch.zeros(3, 6)], dim=-1)
+    torch.testing.assert_close(residual(ctx).waypoints, expected)
+    with pytest.raises(ValueError, match=r"MLPHeadConfig\.waypoint_mode"):
+        build_head("mlp", TINY_DIMS, waypoint_mode="spline")
+
+
 def test_mlp_waypoint_weights_are_applied():
     head = _build("mlp")
     target = make_target()

@@ -4,12 +4,18 @@ jointly on the token-wise decision NLL (eq. 1) and the trajectory L1 (eq. 2).
     loss = decision_weight * NLL(decisions) + trajectory_weight * head.loss(ctx, expert plan)
 
 `head` names any registered planning head (the MLP head by default; the paper trains the AE with it).
+`augment` perturbs the ego inputs of training batches (`training.augment`, off by default); its noise
+depends only on (backbone seed, step), so a resumed run draws the same.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+import torch
+
+from training.augment import EgoAugmentConfig, augment_ego
 from training.optim import OptimConfig
 from training.policy import BackboneSpec, with_head
 from training.stages.base import PolicyStage
@@ -27,6 +33,7 @@ class ActionExpertStage(PolicyStage):
         protocol: str = "stp3",
         sampling_seed: int = 0,
         export_dir: str | None = None,
+        augment: EgoAugmentConfig | None = None,
     ) -> None:
         spec = backbone if backbone is not None else BackboneSpec()
         bb = spec.build()
@@ -43,8 +50,15 @@ class ActionExpertStage(PolicyStage):
         self.decision_weight, self.trajectory_weight = decision_weight, trajectory_weight
         self.ae.requires_grad_(True)
         self.setup_ema()
+        if isinstance(augment, dict):
+            augment = EgoAugmentConfig(**augment)
+        self.augment = augment if augment is not None else EgoAugmentConfig()
+        self.augment_seed = spec.seed
 
     def losses(self, batch) -> dict:
+        if self.augment.active:
+            g = torch.Generator().manual_seed(self.augment_seed * 1_000_003 + int(self.global_step))
+            batch = dataclasses.replace(batch, sensors=augment_ego(batch.sensors, self.augment, g))
         out = self.forward_ae(batch, with_plan=False)
         dec = self.decision_loss(out, batch)
         traj = self.ae.head.loss(out.context, self.plan_target(batch))

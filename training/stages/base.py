@@ -48,6 +48,8 @@ class PolicyStage(L.LightningModule):
         self.val_collision = CollisionRate(protocol)
         self.val_decision = DecisionAccuracy()
         self.ema: ParameterEMA | None = None
+        # Weights to export instead of the final ones (set by a selecting callback, e.g. ClosedLoopValidation).
+        self.export_state: dict[str, torch.Tensor] | None = None
         self._val_generator: torch.Generator | None = None
         self.ue_memo = UEMemo(backbone.ue, max_items=ue_memo_items)
 
@@ -168,6 +170,15 @@ class PolicyStage(L.LightningModule):
             self.save_pretrained(self.export_dir)
 
     def save_pretrained(self, directory: str) -> None:
-        """The policy folder (safetensors + JSON) with the evaluation weights (EMA when on)."""
-        with self.evaluation_weights():
+        """The policy folder (safetensors + JSON) with the evaluation weights (EMA when on), or the
+        selected `export_state` when a callback chose one."""
+        if self.export_state is None:
+            with self.evaluation_weights():
+                save_pretrained(self.ae, directory)
+            return
+        live = {k: v.detach().clone() for k, v in self.ae.state_dict().items()}
+        self.ae.load_state_dict(self.export_state)
+        try:
             save_pretrained(self.ae, directory)
+        finally:
+            self.ae.load_state_dict(live)
