@@ -2,8 +2,8 @@
 seeds x scenarios x evaluation episodes, plus the data, the stages and the baselines.
 
 `StudyConfig` nests small validated dataclasses; `PROFILES` are named starting points (`demo`, the
-README's main job; `full`, a real study; `smoke`, the tests), and a YAML/JSON file or flags override
-them. The config is stored in the study folder and a resumed study must match it.
+README's main job; `full`, a real study; `smoke`, the tests; `latent` and `latent_smoke`, the
+latent-action study of `studies.latent`), and a YAML/JSON file or flags override them. The config is stored in the study folder and a resumed study must match it.
 """
 
 from __future__ import annotations
@@ -73,6 +73,44 @@ class EvalSpec:
 
 
 @dataclass
+class LatentSpec:
+    """The latent-action study (`studies.latent`): LAM on unlabeled episodes -> AE pretraining on its
+    codes -> fine-tuning at each label fraction (pretrained and from scratch) -> distillation of the
+    pretrained teacher at `distill_fraction` into the UE-free student.
+
+    unlabeled_episodes: per scenario, train-split seeds collected without labels (the same seeds as
+                        the labeled train set first, so labels exist for a share of the same pool).
+    lam / student:      `latent.config.LAMConfig` / `latent.student.StudentConfig` fields.
+    """
+
+    unlabeled_episodes: int = 12
+    label_fractions: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.25, 1.0])
+    fraction_seed: int = 0
+    lam: dict[str, Any] = field(default_factory=dict)
+    lam_train: TrainSpec = field(default_factory=lambda: TrainSpec(steps=1500, batch_size=32, lr=1e-3))
+    pretrain: TrainSpec = field(default_factory=lambda: TrainSpec(steps=800, batch_size=32, lr=2e-3))
+    finetune: TrainSpec = field(default_factory=lambda: TrainSpec(steps=800, batch_size=32, lr=2e-3))
+    distill: TrainSpec = field(default_factory=lambda: TrainSpec(steps=800, batch_size=32, lr=1e-3))
+    distill_fraction: float = 1.0
+    student: dict[str, Any] = field(default_factory=dict)
+    latency_steps: int = 50  # batch-1 steps timed per path in the student's evaluation
+
+    def __post_init__(self) -> None:
+        fr = [float(f) for f in self.label_fractions]
+        if not fr or len(set(fr)) != len(fr) or not all(0 < f <= 1 for f in fr):
+            raise ValueError(
+                f"LatentSpec.label_fractions: expected distinct values in (0, 1], got {self.label_fractions}"
+            )
+        self.label_fractions = fr
+        if self.distill_fraction not in fr:
+            raise ValueError(
+                f"LatentSpec.distill_fraction: expected one of label_fractions {fr}, got {self.distill_fraction}"
+            )
+        check_positive("LatentSpec.unlabeled_episodes", self.unlabeled_episodes)
+        check_positive("LatentSpec.latency_steps", self.latency_steps)
+
+
+@dataclass
 class StudyConfig:
     preset: str = "tiny"
     data: DataSpec = field(default_factory=DataSpec)
@@ -90,6 +128,7 @@ class StudyConfig:
     eval: EvalSpec = field(default_factory=EvalSpec)
     baselines: list[str] = field(default_factory=lambda: list(BASELINES))
     bootstrap_samples: int = 10_000
+    latent: LatentSpec | None = None  # set: the latent-action study instead of the head comparison
 
     def __post_init__(self) -> None:
         self.heads = [h if isinstance(h, HeadSpec) else HeadSpec(**h) for h in self.heads]
@@ -161,6 +200,49 @@ def _smoke() -> StudyConfig:
         sampling_seeds=[0, 1],
         eval=EvalSpec(episodes=1),
         bootstrap_samples=2000,
+    )
+
+
+@PROFILES.register("latent")
+def _latent() -> StudyConfig:
+    """The latent-action study (docs/latent.md): 4 scenarios, 3 training seeds, label fractions
+    5/10/25/100 %, pretrained vs from-scratch AE, then the distilled student."""
+    return StudyConfig(
+        data=DataSpec(train_episodes=20, val_episodes=3, test_episodes=3),
+        pretrain_ue_steps=200,
+        heads=[HeadSpec("mlp")],
+        sampling_seeds=[0],
+        eval=EvalSpec(episodes=3),
+        latent=LatentSpec(unlabeled_episodes=20),
+    )
+
+
+@PROFILES.register("latent_smoke")
+def _latent_smoke() -> StudyConfig:
+    """The tests: every task of the latent study on one short scenario, in seconds of training."""
+    small = dict(batch_size=8, warmup_steps=2)
+    return StudyConfig(
+        data=DataSpec(
+            scenarios=["highway"], train_episodes=2, val_episodes=1, test_episodes=1, duration_s=8.0
+        ),
+        pretrain_ue_steps=0,
+        heads=[HeadSpec("mlp")],
+        training_seeds=[0],
+        sampling_seeds=[0],
+        eval=EvalSpec(episodes=1),
+        baselines=["constant_velocity"],
+        bootstrap_samples=200,
+        latent=LatentSpec(
+            unlabeled_episodes=2,
+            label_fractions=[0.5, 1.0],
+            lam={"width": 16, "depth": 1, "num_heads": 2, "pool": 2, "vq": {"code_dim": 8}},
+            lam_train=TrainSpec(steps=4, lr=1e-3, **small),
+            pretrain=TrainSpec(steps=3, lr=1e-3, **small),
+            finetune=TrainSpec(steps=3, lr=1e-3, **small),
+            distill=TrainSpec(steps=3, lr=1e-3, **small),
+            student={"dim": 32, "depth": 1, "num_heads": 2, "bev_channels": [8, 16, 16]},
+            latency_steps=3,
+        ),
     )
 
 
