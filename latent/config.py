@@ -53,6 +53,7 @@ class LAMConfig:
     downsamples:  the stems downsample by 2 that many times; the tokens are that feature map.
     pool:         average-pool the observations by this factor first (cheaper; coarser).
     recon_loss:   "mse" on the predicted frame in [0, 1] (the public recipe) or "bce" on its logits.
+    recon_scales: also compare the frames average-pooled by these factors (`LatentActionModel.recon_loss`).
     warp:         the FDM's code -> rigid-motion path (`latent.lam`); False = residual decoder only.
     zero_init_delta: start the residual decoder's output layer at zero.
     seed:         initialisation seed (weights are drawn from it, the global RNG is untouched).
@@ -68,6 +69,7 @@ class LAMConfig:
     downsamples: int = 3
     pool: int = 1
     recon_loss: str = "mse"
+    recon_scales: tuple[int, ...] = (1, 2, 4)
     warp: bool = True
     zero_init_delta: bool = False
     seed: int = 0
@@ -86,6 +88,9 @@ class LAMConfig:
                 f"LAMConfig.width: expected a multiple of num_heads={self.num_heads}, got {self.width}"
             )
         check_choice("LAMConfig.recon_loss", self.recon_loss, RECON_LOSSES)
+        self.recon_scales = tuple(self.recon_scales)
+        if not self.recon_scales or any(not isinstance(s, int) or s < 1 for s in self.recon_scales):
+            raise ValueError(f"LAMConfig.recon_scales: expected ints >= 1, got {self.recon_scales}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

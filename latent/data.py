@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 from automot.types import SensorBatch
 from driving.dataset import DrivingBatch, index_is_labeled, read_index, sample_at
 from driving.dataset import collate as collate_driving
-from driving.shards import LABEL_FIELDS, OBSERVATION_FIELDS, read_shard
+from driving.shards import LABEL_FIELDS, OBSERVATION_FIELDS, read_shard, write_shard
 from latent.observations import observation_kind
 
 _SENSOR_FIELDS = (
@@ -262,3 +262,39 @@ def collate_transitions(items: list[dict]) -> TransitionBatch:
         prompts=[s["prompt"] for s in samples],
     ).validate()
     return TransitionBatch(frames=frames, future_mask=mask, sensors=sensors, meta=meta)
+
+
+def strip_labels(source: str | Path, out: str | Path) -> dict:
+    """An observations-only copy of a labeled dataset: every shard rewritten without its label fields,
+    an index that says `"labeled": false` (its config records where it came from). The same driving
+    logs with the labels thrown away: the semi-supervised setting where labels exist for a share of
+    the episodes. Resumable (finished shards are kept); refuses to overwrite a different dataset."""
+    import hashlib
+    import json
+
+    from automot.io import write_json_atomic
+    from driving.collect import INDEX_NAME
+
+    source, out = Path(source), Path(out)
+    index = read_index(source)
+    if not index.get("complete", False):
+        raise ValueError(f"dataset {source}: expected a complete collection, the index says it is unfinished")
+    config = {**index["config"], "labeled": False, "stripped_from": str(source.resolve())}
+    existing = out / INDEX_NAME
+    if existing.exists() and json.loads(existing.read_text()).get("config") != config:
+        raise ValueError(
+            f"{out}: expected an empty folder or a copy stripped from {source}, got another dataset"
+        )
+    episodes = []
+    for entry in index["episodes"]:
+        target = out / entry["file"]
+        if not target.exists():
+            arrays = read_shard(
+                source / entry["file"], expected_sha256=entry["sha256"], fields=OBSERVATION_FIELDS
+            )
+            write_shard(target, arrays)
+        digest = hashlib.sha256(target.read_bytes()).hexdigest()
+        episodes.append({**entry, "sha256": digest})
+    stripped = {**index, "config": config, "episodes": episodes, "labeled": False, "complete": True}
+    write_json_atomic(existing, stripped)
+    return stripped

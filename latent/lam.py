@@ -152,14 +152,7 @@ class LatentActionModel(nn.Module):
         vq = self._encode(obs, future)
         logits = self._decode(obs, vq.quantized)
         prediction = torch.sigmoid(logits)
-        if self.config.recon_loss == "bce":
-            per_pixel = F.binary_cross_entropy_with_logits(logits, future, reduction="none")
-        else:
-            per_pixel = (prediction - future).pow(2)
-        # Summed over the pixels of a sample (a likelihood, as in VQ-VAE), averaged over the batch: a
-        # per-pixel mean would leave the reconstruction's pull on the codes thousands of times weaker
-        # than the commitment term's, and the encoder collapses onto a few codes.
-        recon = per_pixel.sum(dim=(1, 2, 3)).mean()
+        recon = self.recon_loss(logits, prediction, future)
         return LAMOutput(
             codes=vq.codes,
             logits=logits,
@@ -168,6 +161,25 @@ class LatentActionModel(nn.Module):
             loss=recon + vq.loss,
             vq=vq,
         )
+
+    def recon_loss(
+        self, logits: torch.Tensor, prediction: torch.Tensor, future: torch.Tensor
+    ) -> torch.Tensor:
+        """Summed over the pixels of a sample (a likelihood, as in VQ-VAE), averaged over the batch: a
+        per-pixel mean would leave the reconstruction's pull on the codes thousands of times weaker
+        than the commitment term's, and the encoder collapses onto a few codes. Each extra scale s in
+        `recon_scales` adds the same error between s x s average-pooled frames (weighted by s^2): a
+        blurred comparison still says which way a shape moved when it moved farther than its size."""
+        c = self.config
+        if c.recon_loss == "bce":
+            total = F.binary_cross_entropy_with_logits(logits, future, reduction="none").sum(dim=(1, 2, 3))
+        else:
+            total = (prediction - future).pow(2).sum(dim=(1, 2, 3))
+        for scale in c.recon_scales:
+            if scale > 1:
+                diff = F.avg_pool2d(prediction, scale) - F.avg_pool2d(future, scale)
+                total = total + scale**2 * diff.pow(2).sum(dim=(1, 2, 3))
+        return total.mean()
 
     @torch.no_grad()
     def codes(self, obs: torch.Tensor, future: torch.Tensor) -> torch.Tensor:

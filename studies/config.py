@@ -78,12 +78,18 @@ class LatentSpec:
     codes -> fine-tuning at each label fraction (pretrained and from scratch) -> distillation of the
     pretrained teacher at `distill_fraction` into the UE-free student.
 
-    unlabeled_episodes: per scenario, train-split seeds collected without labels (the same seeds as
-                        the labeled train set first, so labels exist for a share of the same pool).
+    unlabeled:          "strip": the labeled train episodes with their labels thrown away
+                        (`latent.data.strip_labels`; labels then exist for a share of the same pool);
+                        "collect": `unlabeled_episodes` per scenario collected without labels (train-split
+                        seeds, the labeled ones first).
+    closed_loop_fractions: the label fractions whose arms are also driven in closed loop (None = all;
+                        open-loop metrics are computed for every arm).
     lam / student:      `latent.config.LAMConfig` / `latent.student.StudentConfig` fields.
     """
 
+    unlabeled: str = "collect"
     unlabeled_episodes: int = 12
+    closed_loop_fractions: list[float] | None = None
     label_fractions: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.25, 1.0])
     fraction_seed: int = 0
     lam: dict[str, Any] = field(default_factory=dict)
@@ -95,6 +101,9 @@ class LatentSpec:
     student: dict[str, Any] = field(default_factory=dict)
     latency_steps: int = 50  # batch-1 steps timed per path in the student's evaluation
 
+    def closed_loop(self, fraction: float) -> bool:
+        return self.closed_loop_fractions is None or fraction in self.closed_loop_fractions
+
     def __post_init__(self) -> None:
         fr = [float(f) for f in self.label_fractions]
         if not fr or len(set(fr)) != len(fr) or not all(0 < f <= 1 for f in fr):
@@ -102,6 +111,15 @@ class LatentSpec:
                 f"LatentSpec.label_fractions: expected distinct values in (0, 1], got {self.label_fractions}"
             )
         self.label_fractions = fr
+        if self.unlabeled not in ("strip", "collect"):
+            raise ValueError(f"LatentSpec.unlabeled: expected 'strip' or 'collect', got {self.unlabeled!r}")
+        if self.closed_loop_fractions is not None:
+            self.closed_loop_fractions = [float(f) for f in self.closed_loop_fractions]
+            bad = [f for f in self.closed_loop_fractions if f not in fr]
+            if bad:
+                raise ValueError(
+                    f"LatentSpec.closed_loop_fractions: expected values from label_fractions {fr}, got {bad}"
+                )
         if self.distill_fraction not in fr:
             raise ValueError(
                 f"LatentSpec.distill_fraction: expected one of label_fractions {fr}, got {self.distill_fraction}"
@@ -205,15 +223,25 @@ def _smoke() -> StudyConfig:
 
 @PROFILES.register("latent")
 def _latent() -> StudyConfig:
-    """The latent-action study (docs/latent.md): 4 scenarios, 3 training seeds, label fractions
-    5/10/25/100 %, pretrained vs from-scratch AE, then the distilled student."""
+    """The latent-action study (docs/latent.md): 4 scenarios, 10 train episodes each (labels kept for
+    5/10/25/100 % of them, all of them unlabeled for the LAM and the pretraining), 3 training seeds,
+    pretrained vs from-scratch AE (closed loop at 10 % and 100 %), then the student distilled from
+    the pretrained teacher at 100 %. Sized for a shared 2-core machine."""
     return StudyConfig(
-        data=DataSpec(train_episodes=20, val_episodes=3, test_episodes=3),
+        data=DataSpec(train_episodes=10, val_episodes=2, test_episodes=3),
         pretrain_ue_steps=200,
         heads=[HeadSpec("mlp")],
         sampling_seeds=[0],
-        eval=EvalSpec(episodes=3),
-        latent=LatentSpec(unlabeled_episodes=20),
+        eval=EvalSpec(episodes=2),
+        latent=LatentSpec(
+            unlabeled="strip",
+            closed_loop_fractions=[0.1, 1.0],
+            lam={"pool": 2, "downsamples": 2, "width": 48, "recon_scales": [1, 2, 4, 8]},
+            lam_train=TrainSpec(steps=1000, batch_size=32, lr=2e-3),
+            pretrain=TrainSpec(steps=500, batch_size=32, lr=2e-3),
+            finetune=TrainSpec(steps=400, batch_size=32, lr=2e-3),
+            distill=TrainSpec(steps=500, batch_size=32, lr=1e-3),
+        ),
     )
 
 

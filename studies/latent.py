@@ -3,7 +3,8 @@ Every task writes its output atomically and is skipped when that output exists; 
 resume from their last Lightning checkpoint (as in `studies.tasks`).
 
     collect:{train,val,test}            data/{split}/            labeled expert demonstrations
-    collect:unlabeled                   data/unlabeled/          train-split seeds, observations only
+    collect:unlabeled                   data/unlabeled/          observations only: the labeled train episodes
+                                                                 stripped of labels, or collected without them
     ue                                  ue/                      UE scene pretraining (labeled scene text)
     lam                                 latent/lam/              latent action model (unlabeled data only)
     lam_quality                         latent/lam_quality.json  codebook use, recon vs copy, linear probe
@@ -78,7 +79,8 @@ def student_dir(study: Path, seed: int) -> Path:
 def plan_latent_tasks(config: StudyConfig) -> list[Task]:
     lat = config.latent
     tasks = [Task(f"collect:{s}", "collect", {"split": s}) for s in ("train", "val", "test")]
-    tasks.append(Task("collect:unlabeled", "latent_collect", {}))
+    strip = lat.unlabeled == "strip"
+    tasks.append(Task("collect:unlabeled", "latent_collect", {}, ("collect:train",) if strip else ()))
     ue_deps = ("collect:train", "collect:val")
     if config.pretrain_ue_steps > 0:
         tasks.append(Task("ue", "ue", {}, ue_deps))
@@ -162,7 +164,11 @@ def latent_runners() -> dict:
 
 def _collect_unlabeled(study: Path, config: StudyConfig) -> None:
     from driving.collect import CollectConfig, collect
+    from latent.data import strip_labels
 
+    if config.latent.unlabeled == "strip":
+        strip_labels(data_dir(study, "train"), data_dir(study, "unlabeled"))
+        return
     collect_config = CollectConfig(
         scenarios=list(config.data.scenarios),
         episodes=config.latent.unlabeled_episodes,
@@ -352,8 +358,9 @@ def _eval_arm(study: Path, config: StudyConfig, seed: int, arm: str, fraction: f
     record = _record(run_id, arm_key(arm, fraction), seed, fraction)
     if config.eval.open_loop:
         record["open_loop"] = evaluate_open_loop(load_pretrained(folder), str(data_dir(study, "test")))
-    policy = load_policy(folder, refresh_every=config.eval.refresh_every, seed=0)
-    record["closed_loop"] = _closed_loop(study, config, policy, run_id)
+    if config.latent.closed_loop(fraction):
+        policy = load_policy(folder, refresh_every=config.eval.refresh_every, seed=0)
+        record["closed_loop"] = _closed_loop(study, config, policy, run_id)
     record["wall_s"] = round(time.perf_counter() - start, 2)
     write_json_atomic(run_path(study, run_id), record)
 

@@ -238,11 +238,11 @@ def write_latent_report(study: Path, config: StudyConfig, summary: dict, runs: l
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(runs, key=lambda r: r["run_id"]):
-        cl, ol = r["closed_loop"], r.get("open_loop", {})
+        cl, ol = r.get("closed_loop", {}), r.get("open_loop", {})
         frac = r.get("label_fraction")
         out.append(
             f"| {r['run_id']} | {r['head']} | {'–' if frac is None else pct(frac) + ' %'} | "
-            f"{'–' if r['training_seed'] is None else r['training_seed']} | {cl['ds']:.2f} | {cl['sr']:.1f} | "
+            f"{'–' if r['training_seed'] is None else r['training_seed']} | {_n(cl.get('ds'), 2)} | {_n(cl.get('sr'), 1)} | "
             f"{_n(ol.get('l2_avg_stp3'))} | {_n(ol.get('acc_joint'))} |"
         )
     plot = _plot(study, config, summary)

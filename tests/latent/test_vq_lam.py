@@ -101,3 +101,59 @@ def test_lam_folder_round_trip_and_strict_load(tmp_path):
         LatentActionModel(LAMConfig(**TINY, pool=2), (20, 20))
     with pytest.raises(ValueError, match=r"obs: expected shape \(B, 4, 32, 32\)"):
         lam.codes(obs[:, :, :16, :16], future[:, :, :16, :16])
+
+
+PLANTED = dict(width=32, depth=1, num_heads=4, downsamples=2, vq=VQConfig(code_dim=16, restart_every=50))
+
+
+ACTIONS = 4  # planted moves: none, up, down, left (3 px on a 16 x 16 raster)
+
+
+def _train(lam, steps, first_seed=0, lr=3e-3):
+    opt = torch.optim.Adam(lam.parameters(), lr=lr)
+    for step in range(steps):
+        obs, future, _ = planted_transitions(32, size=16, num_actions=ACTIONS, seed=first_seed + step)
+        loss = lam(obs, future).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return lam.eval()
+
+
+@pytest.fixture(scope="module")
+def planted():
+    """A LAM trained on fresh planted transitions every step; it never sees the actions."""
+    torch.manual_seed(0)
+    lam = _train(LatentActionModel(LAMConfig(**PLANTED), (16, 16)), 250)
+    held_out = planted_transitions(512, size=16, num_actions=ACTIONS, seed=10**6)
+    return lam, held_out
+
+
+def test_the_codes_recover_the_planted_actions_and_many_codes_stay_in_use(planted):
+    lam, (obs, future, actions) = planted
+    codes = lam.codes(obs, future)
+    stats = code_statistics(codes, 16)
+    assert stats["usage"] >= 0.3 and stats["perplexity"] >= 3.0
+    scores = probe_scores(
+        codes[:256], actions[:256], codes[256:], actions[256:], codebook_size=16, num_classes=ACTIONS
+    )
+    assert scores["accuracy"] >= 0.85 and scores["majority"] < 0.35
+    with torch.no_grad():
+        out = lam(obs, future)
+    assert (out.prediction - future).pow(2).mean() < 0.5 * (obs - future).pow(2).mean()  # beats copying
+
+
+def test_dead_code_restarts_revive_a_collapsed_codebook(planted):
+    usage = {}
+    for restart_every in (0, 10):
+        lam = LatentActionModel(
+            LAMConfig(**{**PLANTED, "vq": VQConfig(code_dim=16, restart_every=restart_every)}), (16, 16)
+        )
+        lam.load_state_dict(planted[0].state_dict())
+        with torch.no_grad():  # every entry the same vector: all but one are dead
+            lam.vq.codebook.copy_(lam.vq.codebook[:1].expand_as(lam.vq.codebook))
+        lam.train()
+        _train(lam, 40, first_seed=5000)
+        obs, future, _ = planted[1]
+        usage[restart_every] = code_statistics(lam.codes(obs, future), 16)["usage"]
+    assert usage[0] <= 2 / 16 and usage[10] >= 0.3
