@@ -7,7 +7,7 @@ on a shared machine hit all of them alike), medians reported:
 - teacher_ae_ms:   the teacher's AE step against an already filled UE cache (AE + planning head),
                    the fast path of `FastSlowPlanner` between UE refreshes;
 - teacher_full_ms: the teacher's step with a UE refresh (UE prefill + AE + head), AutoMoT-S;
-- ratios: student / teacher_ae and student / teacher_full.
+- ratios: student / teacher_ae and student / teacher_full, on wall time and on CPU time.
 
 Latency depends on the architecture, not on the weights: `automot bench latent` times randomly
 initialised networks of a preset; the latent study times its trained ones.
@@ -23,7 +23,9 @@ import torch
 
 
 def step_latencies(student, backbone, observations: list, *, steps: int = 50, warmup: int = 3) -> dict:
-    """Median per-step milliseconds of the three paths over `steps` rounds (batch 1)."""
+    """Median per-step milliseconds of the three paths over `steps` rounds (batch 1): wall time
+    (`*_ms`) and this process's CPU time (`*_cpu_ms`; with one torch thread it is the latency on an
+    idle core, and it is far less disturbed by other jobs on a shared machine than wall time)."""
     from automot.types import SensorBatch
 
     if steps < 1 or not observations:
@@ -32,24 +34,32 @@ def step_latencies(student, backbone, observations: list, *, steps: int = 50, wa
     backbone.ae.eval()
     batches = [SensorBatch.from_observations([o]) for o in observations]
     caches = [backbone.prefill(b) for b in batches]
-    times: dict[str, list[float]] = {"student_ms": [], "teacher_ae_ms": [], "teacher_full_ms": []}
     paths = {
-        "student_ms": lambda b, c: student(b),
-        "teacher_ae_ms": lambda b, c: backbone.act(b, c),
-        "teacher_full_ms": lambda b, c: backbone(b),
+        "student": lambda b, c: student(b, with_aux=False),
+        "teacher_ae": lambda b, c: backbone.act(b, c),
+        "teacher_full": lambda b, c: backbone(b),
     }
+    wall: dict[str, list[float]] = {name: [] for name in paths}
+    cpu: dict[str, list[float]] = {name: [] for name in paths}
     with torch.no_grad():
         for i in range(warmup + steps):
             k = i % len(batches)
             for name, fn in paths.items():
-                start = time.perf_counter()
+                w, c = time.perf_counter(), time.process_time()
                 fn(batches[k], caches[k])
                 if i >= warmup:
-                    times[name].append(1000.0 * (time.perf_counter() - start))
-    out = {name: round(statistics.median(v), 3) for name, v in times.items()}
-    out["p90"] = {name: round(sorted(v)[int(0.9 * (len(v) - 1))], 3) for name, v in times.items()}
-    out["student_over_teacher_ae"] = round(out["student_ms"] / out["teacher_ae_ms"], 4)
-    out["student_over_teacher_full"] = round(out["student_ms"] / out["teacher_full_ms"], 4)
+                    cpu[name].append(1000.0 * (time.process_time() - c))
+                    wall[name].append(1000.0 * (time.perf_counter() - w))
+    out: dict = {}
+    for name in paths:
+        out[f"{name}_ms"] = round(statistics.median(wall[name]), 3)
+        out[f"{name}_cpu_ms"] = round(statistics.median(cpu[name]), 3)
+    for suffix in ("ms", "cpu_ms"):
+        s = out[f"student_{suffix}"]
+        tag = "" if suffix == "ms" else "_cpu"
+        out[f"student_over_teacher_ae{tag}"] = round(s / out[f"teacher_ae_{suffix}"], 4)
+        out[f"student_over_teacher_full{tag}"] = round(s / out[f"teacher_full_{suffix}"], 4)
+    out["threads"] = torch.get_num_threads()
     out["steps"] = steps
     return out
 

@@ -131,8 +131,10 @@ class TransitionDataset(Dataset):
             fields |= set(_SENSOR_FIELDS)
         if labels:
             fields |= set(LABEL_FIELDS)
-        else:
-            assert not fields & set(LABEL_FIELDS) and fields <= set(OBSERVATION_FIELDS)
+        elif fields & set(LABEL_FIELDS) or not fields <= set(OBSERVATION_FIELDS):
+            raise AssertionError(
+                f"an observations-only read would load {sorted(fields - set(OBSERVATION_FIELDS))}"
+            )
         self.fields = tuple(sorted(fields))
         self.dims: dict[str, int] | None = None
         entries: list[tuple[Path, dict]] = []
@@ -178,6 +180,11 @@ class TransitionDataset(Dataset):
                 if require_future and min(future) < 0:
                     continue
                 self.items.append((k, r, future))
+        if not self.items:
+            raise ValueError(
+                f"TransitionDataset: expected at least one transition with futures {self.offsets_s} s in {roots} "
+                f"(episode_fraction {episode_fraction}, scenarios {scenarios}), found none"
+            )
         self._cache: dict[int, dict[str, np.ndarray]] = {}
 
     def _offset_steps(self, root, index: dict) -> tuple[int, ...]:

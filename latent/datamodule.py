@@ -15,9 +15,9 @@ from latent.data import TransitionDataset, collate_transitions
 
 
 class TransitionDataModule(L.LightningDataModule):
-    """train_dirs / val_dirs: dataset folders; `dataset` holds the `TransitionDataset` arguments shared
-    by both splits (offsets_s, observation, sensors, labels, require_future, scenarios); `episode_fraction`
-    and `fraction_seed` select training episodes only (validation keeps all of its episodes)."""
+    """train_dirs / val_dirs: dataset folders. offsets_s, observation, sensors, labels, require_future
+    and scenarios are the `TransitionDataset` arguments of both splits; `episode_fraction` and
+    `fraction_seed` select training episodes only (validation keeps all of its episodes)."""
 
     def __init__(
         self,
@@ -26,9 +26,14 @@ class TransitionDataModule(L.LightningDataModule):
         *,
         batch_size: int = 32,
         seed: int = 0,
+        offsets_s: tuple[float, ...] = (1.0,),
+        observation: str = "bev",
+        sensors: bool = True,
+        labels: bool = False,
+        require_future: bool = True,
+        scenarios: list[str] | None = None,
         episode_fraction: float = 1.0,
         fraction_seed: int = 0,
-        **dataset: Any,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -36,7 +41,14 @@ class TransitionDataModule(L.LightningDataModule):
         self.dirs = {"train": train_dirs, "val": val_dirs}
         self.batch_size, self.seed = batch_size, seed
         self.fraction = {"episode_fraction": episode_fraction, "fraction_seed": fraction_seed}
-        self.dataset_args = dataset
+        self.dataset_args: dict[str, Any] = dict(
+            offsets_s=tuple(offsets_s),
+            observation=observation,
+            sensors=sensors,
+            labels=labels,
+            require_future=require_future,
+            scenarios=scenarios,
+        )
         self.datasets: dict[str, TransitionDataset] = {}
 
     def setup(self, stage: str | None = None) -> None:

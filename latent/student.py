@@ -5,8 +5,9 @@ Axes: B batch, N BEV tokens, K decision queries (3), Q planning queries (26), L 
 D_t teacher width, D student width, M latent tokens, V codebook entries.
 
     BEV (B, 4, Hb, Wb) -> strided convs -> grid tokens (B, N, D);  target point, ego state -> 2 tokens
-    teacher-token predictor: L learned queries cross-attend to [BEV ; state] -> (B, L, D_t) = the
-        student's estimate of the teacher's embeddings (the AE's final hidden states, layer-normed)
+    teacher-token predictor: L learned queries, one cross-attention to [BEV ; state], Linear
+        -> (B, L, D_t) = the student's estimate of the teacher's embeddings (the AE's final hidden
+        states, layer-normed)
     StudentHead (`heads.student`): decision + planning queries cross-attend to
         [BEV ; ego ; K/V tokens], K/V tokens = the teacher's embeddings (training, per sample with
         probability `teacher_forcing`) or the predicted ones (otherwise, and always at inference)
@@ -42,7 +43,7 @@ from automot.io import (
     write_json_atomic,
 )
 from automot.types import SensorBatch
-from heads.blocks import TransformerBlock
+from heads.blocks import Attention
 from heads.student import StudentHead, StudentHeadConfig
 from heads.types import ActionContext, ContextDims, Plan
 from latent.latent_head import LatentActionHead, LatentHeadConfig
@@ -105,11 +106,12 @@ class StudentConfig:
 
 @dataclass
 class StudentOutput:
-    """lateral_logits (B, K, 5) or None; longitudinal_logits (B, K, n_lon); latent_logits (B, K, M, V)
-    or None; predicted_teacher (B, L, D_t) or None; context: the decoder's input; plan or None."""
+    """lateral_logits (B, K, 5) or None; longitudinal_logits (B, K, n_lon) (None with with_aux=False);
+    latent_logits (B, K, M, V) or None; predicted_teacher (B, L, D_t) or None; context: the decoder's
+    input; plan or None."""
 
     lateral_logits: torch.Tensor | None
-    longitudinal_logits: torch.Tensor
+    longitudinal_logits: torch.Tensor | None
     latent_logits: torch.Tensor | None
     predicted_teacher: torch.Tensor | None
     context: ActionContext
@@ -131,8 +133,9 @@ class StudentPlanner(nn.Module):
             )
             if c.teacher_tokens:
                 self.teacher_queries = nn.Parameter(torch.randn(c.teacher_tokens, c.dim) * 0.02)
-                self.teacher_block = TransformerBlock(c.dim, c.num_heads, cross=True)
-                self.teacher_out = nn.Sequential(nn.LayerNorm(c.dim), nn.Linear(c.dim, c.teacher_dim))
+                self.teacher_norm = nn.LayerNorm(c.dim)
+                self.teacher_attn = Attention(c.dim, c.num_heads)
+                self.teacher_out = nn.Linear(c.dim, c.teacher_dim)
             self.context_dims = ContextDims(latent_dim=c.dim, reasoning_dim=c.teacher_dim)
             self.head = StudentHead(self.context_dims, c.head_config())
             lateral, longitudinal = DECISION_SETS[c.decision_set]
@@ -152,10 +155,12 @@ class StudentPlanner(nn.Module):
         teacher_tokens: torch.Tensor | None = None,
         use_teacher: torch.Tensor | None = None,
         with_plan: bool = True,
+        with_aux: bool = True,
     ) -> StudentOutput:
         """sensors (B, ...) -> StudentOutput. Training may pass the teacher's (layer-normed) embeddings
         teacher_tokens (B, L, D_t) and use_teacher (B,) bool: those samples' decoders read them as
-        keys/values instead of the predicted ones. The RGB frames and history are not used."""
+        keys/values instead of the predicted ones. `with_aux=False` (driving) skips the meta-action
+        and latent-action logits (None). The RGB frames and history are not used."""
         c = self.config
         b = sensors.batch_size
         dev = self.decision_queries.device
@@ -168,7 +173,7 @@ class StudentPlanner(nn.Module):
         kv = None
         if c.teacher_tokens:
             q = self.teacher_queries.expand(b, -1, -1)
-            predicted = self.teacher_out(self.teacher_block(q, memory))
+            predicted = self.teacher_out(self.teacher_attn(q, self.teacher_norm(memory)))
             kv = predicted
             if teacher_tokens is not None:
                 check_tensor("teacher_tokens", teacher_tokens, (b, c.teacher_tokens, c.teacher_dim))
@@ -187,8 +192,10 @@ class StudentPlanner(nn.Module):
             reasoning_tokens=kv,
         )
         decoded = self.head.decode(ctx)
-        lateral, longitudinal = self.decision_head(decoded.decision)
-        latent = self.latent_head(decoded.decision) if self.latent_head is not None else None
+        lateral = longitudinal = latent = None
+        if with_aux:
+            lateral, longitudinal = self.decision_head(decoded.decision)
+            latent = self.latent_head(decoded.decision) if self.latent_head is not None else None
         plan = self.head.plan_from(ctx, decoded) if with_plan else None
         return StudentOutput(lateral, longitudinal, latent, predicted, ctx, plan)
 

@@ -32,7 +32,6 @@ from studies.tasks import (
     RUNS_DIR,
     Task,
     _closed_loop,
-    _collect,
     _fit,
     _scenario_overrides,
     _sensors,
@@ -149,7 +148,7 @@ def latent_is_done(study: Path, task: Task) -> bool | None:
 
 def latent_runners() -> dict:
     return {
-        "collect": _collect,
+        "collect": _collect_two_workers,
         "ue": _ue,
         "latent_collect": _collect_unlabeled,
         "lam": _lam,
@@ -160,6 +159,27 @@ def latent_runners() -> dict:
         "distill": _distill,
         "student_eval": _eval_student,
     }
+
+
+def _collect_two_workers(study: Path, config: StudyConfig, split: str) -> None:
+    """The labeled splits as `studies.tasks._collect` writes them, with two collection processes: the
+    train set is the long pole of this study and nothing else can run before it (shards are
+    byte-deterministic whatever the number of workers, so the dataset is the same)."""
+    from driving.collect import CollectConfig, collect
+
+    episodes = {
+        "train": config.data.train_episodes,
+        "val": config.data.val_episodes,
+        "test": config.data.test_episodes,
+    }
+    collect_config = CollectConfig(
+        scenarios=list(config.data.scenarios),
+        episodes=episodes[split],
+        split=split,
+        scenario_overrides=_scenario_overrides(config),
+        sensors=_sensors(config),
+    )
+    collect(collect_config, data_dir(study, split), workers=2, progress=False)
 
 
 def _collect_unlabeled(study: Path, config: StudyConfig) -> None:

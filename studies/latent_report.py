@@ -222,13 +222,23 @@ def write_latent_report(study: Path, config: StudyConfig, summary: dict, runs: l
                 f"| {m} | {_ci(arms[STUDENT]['metrics'].get(m))} | {_ci(arms[st['teacher']]['metrics'].get(m))} | "
                 f"{_n(c.get('diff'))} [{_n(c.get('ci_low'))}, {_n(c.get('ci_high'))}] | {_ci(c.get('paired_ratio'))} |"
             )
+
+        def mean(name):
+            return _n(st.get(name, {}).get("mean"), 2)
+
         out += [
             "",
-            "Per-step latency at batch 1 (median ms, interleaved in one process; mean over seeds): "
-            f"student {_n(st.get('student_ms', {}).get('mean'))}, teacher AE step {_n(st.get('teacher_ae_ms', {}).get('mean'))}, "
-            f"teacher with UE refresh {_n(st.get('teacher_full_ms', {}).get('mean'))}; student / teacher AE "
-            f"{_n(st.get('student_over_teacher_ae', {}).get('mean'))}, student / teacher with UE "
-            f"{_n(st.get('student_over_teacher_full', {}).get('mean'))}. Parameters: {st.get('parameters')}.",
+            "Per step at batch 1, medians interleaved in one process, mean over seeds (wall ms / CPU ms of the "
+            "process, one thread):",
+            "",
+            "| | student | teacher AE step (cached UE) | teacher with UE refresh | student / AE step | student / with UE |",
+            "|---|---|---|---|---|---|",
+            f"| wall | {mean('student_ms')} | {mean('teacher_ae_ms')} | {mean('teacher_full_ms')} | "
+            f"{mean('student_over_teacher_ae')} | {mean('student_over_teacher_full')} |",
+            f"| CPU | {mean('student_cpu_ms')} | {mean('teacher_ae_cpu_ms')} | {mean('teacher_full_cpu_ms')} | "
+            f"{mean('student_over_teacher_ae_cpu')} | {mean('student_over_teacher_full_cpu')} |",
+            "",
+            f"Parameters: {st.get('parameters')}.",
         ]
     out += [
         "",
