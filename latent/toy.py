@@ -45,3 +45,35 @@ def shift(image: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     padded = torch.nn.functional.pad(image, (abs(cols), abs(cols), abs(rows), abs(rows)))
     r0, c0 = abs(rows) - rows, abs(cols) - cols
     return padded[..., r0 : r0 + h, c0 : c0 + w]
+
+
+def train_on_planted(
+    lam, steps: int, *, num_actions: int = 6, batch_size: int = 32, lr: float = 3e-3, first_seed: int = 0
+):
+    """Train `lam` (16 x 16 rasters) with Adam on fresh planted transitions every step; returns it in
+    eval mode. The actions are never shown to it."""
+    opt = torch.optim.Adam(lam.parameters(), lr=lr)
+    lam.train()
+    for step in range(steps):
+        obs, future, _ = planted_transitions(
+            batch_size, size=16, num_actions=num_actions, seed=first_seed + step
+        )
+        loss = lam(obs, future).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return lam.eval()
+
+
+def planted_scores(lam, *, num_actions: int = 6, seed: int = 10**6) -> dict:
+    """Codebook use and a linear probe (fitted on 256, scored on 256 held-out transitions)."""
+    from latent.probe import probe_scores
+    from latent.vq import code_statistics
+
+    obs, future, actions = planted_transitions(512, size=16, num_actions=num_actions, seed=seed)
+    codes = lam.codes(obs, future)
+    k = lam.vq.size
+    probe = probe_scores(
+        codes[:256], actions[:256], codes[256:], actions[256:], codebook_size=k, num_classes=num_actions
+    )
+    return {**code_statistics(codes, k), "probe": probe}

@@ -9,7 +9,7 @@ import torch
 from latent.config import LAMConfig, VQConfig
 from latent.lam import LatentActionModel, load_lam, rigid_warp, save_lam
 from latent.probe import probe_scores
-from latent.toy import planted_transitions, shift
+from latent.toy import planted_transitions, shift, train_on_planted
 from latent.vq import VectorQuantizer, code_statistics
 
 TINY = dict(width=16, depth=1, num_heads=2, downsamples=2, vq=VQConfig(code_dim=8))
@@ -109,15 +109,8 @@ PLANTED = dict(width=32, depth=1, num_heads=4, downsamples=2, vq=VQConfig(code_d
 ACTIONS = 4  # planted moves: none, up, down, left (3 px on a 16 x 16 raster)
 
 
-def _train(lam, steps, first_seed=0, lr=3e-3):
-    opt = torch.optim.Adam(lam.parameters(), lr=lr)
-    for step in range(steps):
-        obs, future, _ = planted_transitions(32, size=16, num_actions=ACTIONS, seed=first_seed + step)
-        loss = lam(obs, future).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return lam.eval()
+def _train(lam, steps, first_seed=0):
+    return train_on_planted(lam, steps, num_actions=ACTIONS, first_seed=first_seed)
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +144,6 @@ def test_dead_code_restarts_revive_a_collapsed_codebook(planted):
         lam.load_state_dict(planted[0].state_dict())
         with torch.no_grad():  # every entry but the first far from any encoder output: dead
             lam.vq.codebook[1:] = 100.0
-        lam.train()
         _train(lam, 30, first_seed=5000)
         obs, future, _ = planted[1]
         usage[restart_every] = code_statistics(lam.codes(obs, future), 16)["usage"]

@@ -98,7 +98,7 @@ class _StopAt(L.Callback):
 def _stage(kind: str, lam_folder: str, pretrained: str):
     opt = OptimConfig(warmup_steps=1)
     if kind == "lam":
-        return LAMStage(lam=LAMConfig(**TINY_LAM), image_size=(32, 32), optim=opt), {}
+        return LAMStage(lam=LAMConfig(**TINY_LAM), image_size=(32, 32), optim=opt), {"offsets": 1}
     if kind == "pretrain":
         return LatentPretrainStage(lam=lam_folder, optim=opt), {}
     if kind == "finetune":
