@@ -19,4 +19,6 @@ def test_every_latent_config_parses(path, capsys):
         main(["fit", "--config", path, "--print_config"])
     assert err.value.code == 0
     out = capsys.readouterr().out
-    assert "class_path: training.stages." in out and "class_path: latent.datamodule.TransitionDataModule" in out
+    assert (
+        "class_path: training.stages." in out and "class_path: latent.datamodule.TransitionDataModule" in out
+    )
