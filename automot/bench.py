@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, str] = {
     "async": "mot.bench",
     "train": "training.bench",
     "mot-ablation": "studies.mot_ablation",
+    "latent": "latent.bench",
 }
 
 

@@ -44,6 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--density", type=float, default=None, help="traffic density multiplier for every scenario"
     )
     collect.add_argument("--duration", type=float, default=None, help="time limit [s] for every scenario")
+    collect.add_argument(
+        "--unlabeled", action="store_true", help="write observations only (no expert labels)"
+    )
     collect.add_argument("--json", action="store_true", help="print a JSON summary")
     collect.set_defaults(func=_run_collect)
 
@@ -136,6 +139,7 @@ def _run_collect(args) -> int:
         sample_every=args.sample_every,
         async_fraction=args.async_fraction,
         scenario_overrides={name: dict(overrides) for name in args.scenarios} if overrides else {},
+        labeled=not args.unlabeled,
         sensors=SensorConfig(camera=CameraConfig(height=args.image_size, width=args.image_size)),
     )
     start = time.perf_counter()

@@ -11,6 +11,11 @@ Samples: every `sample_every` policy steps of an episode whose 3 s future is log
 is driven 3 s past its destination for that). An episode that ends in a collision keeps only the
 samples whose future ends before it. With `async_fraction` > 0 a share of the samples is asynchronous
 (NuSync): the RGB history ends 1 or 2 history intervals before the sample's step.
+
+With `labeled=False` the episodes are written as observations only (`driving.shards.OBSERVATION_FIELDS`:
+no expert plan, meta-actions, agent futures or scene text), one sample per `sample_every` steps over
+the whole log (no future is needed), and the index says `"labeled": false`: raw driving video for
+learning without labels (`latent/`).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from automot.checks import check_choice
 from automot.io import write_json_atomic
 from driving.config import LabelConfig, SensorConfig, SimConfig
 from driving.scenarios import SCENARIOS, SEED_SPLITS, build_scenario, split_seeds
-from driving.shards import FORMAT_VERSION, read_shard, write_shard
+from driving.shards import FORMAT_VERSION, read_shard, shard_fields, write_shard
 
 INDEX_NAME = "index.json"
 SHARD_DIR = "shards"
@@ -46,6 +51,7 @@ class CollectConfig:
     async_fraction: float = 0.0
     async_offsets: tuple[int, ...] = (1, 2)  # in history intervals (SensorConfig.frame_interval_s)
     scenario_overrides: dict[str, dict] = field(default_factory=dict)
+    labeled: bool = True  # False: observations only (no expert labels written)
     sim: SimConfig = field(default_factory=SimConfig)
     sensors: SensorConfig = field(default_factory=SensorConfig)
     labels: LabelConfig = field(default_factory=LabelConfig)
@@ -59,6 +65,8 @@ class CollectConfig:
             self.labels = LabelConfig(**self.labels)
         self.scenarios = list(self.scenarios)
         self.async_offsets = tuple(self.async_offsets)
+        if not isinstance(self.labeled, bool):
+            raise ValueError(f"CollectConfig.labeled: expected True or False, got {self.labeled!r}")
         if not self.scenarios or len(set(self.scenarios)) != len(self.scenarios):
             raise ValueError(
                 f"CollectConfig.scenarios: expected distinct scenario names, got {self.scenarios}"
@@ -108,7 +116,7 @@ def episode_arrays(
     world, config: CollectConfig, outcome: str, completion: float, cut_last: bool
 ) -> dict[str, np.ndarray]:
     """Cut the samples of a finished episode (its log, frames and route) into shard arrays; with `cut_last`
-    the last logged step (a crash) is no one's future."""
+    the last logged step (a crash) is no one's future. Unlabeled: every step is a sample, no labels."""
     from driving.labels import agent_labels, meta_actions, route_labels, waypoint_labels
     from driving.language import navigation_prompt, scene_text
     from driving.sensors.observation import ego_history, target_point
@@ -118,8 +126,10 @@ def episode_arrays(
     horizon = per_wp * spec.NUM_WAYPOINTS
     interval = sim.steps(sensors.frame_interval_s)
     last = len(world.log) - 1
-    if cut_last:
+    if cut_last and config.labeled:
         last -= 1  # the crash step's future is not a demonstration
+    labeled = config.labeled
+    end = last - horizon + 1 if labeled else last + 1
     rng = np.random.default_rng(np.random.SeedSequence([int(world.seed), 97]))
     rows: dict[str, list] = {k: [] for k in (
         "rgb_history_idx", "rgb_idx", "bev", "ego_state", "ego_history", "target_point", "waypoints", "route",
@@ -127,17 +137,12 @@ def episode_arrays(
         "scene_text", "step", "ue_step", "time_s",
     )}  # fmt: skip
     length, width = world.ego_size
-    for index in range(0, last - horizon + 1, config.sample_every):
+    for index in range(0, end, config.sample_every):
         offset = 0
         if config.async_fraction > 0 and rng.random() < config.async_fraction:
             offset = int(rng.choice(config.async_offsets)) * interval
         ue_index = max(index - offset, 0)
         state = world.log[index]
-        positions, headings, speeds = waypoint_labels(world.log, index, per_wp)
-        meta = meta_actions(positions, headings, speeds, state.speed)
-        boxes, mask = agent_labels(
-            world.log, index, per_wp, config.labels.max_agents, config.labels.agent_range_m
-        )
         rows["rgb_history_idx"].append(
             [max(ue_index - k * interval, 0) for k in range(sensors.history_frames - 1, -1, -1)]
         )
@@ -146,6 +151,17 @@ def episode_arrays(
         rows["ego_state"].append([state.speed, state.acceleration, state.yaw_rate])
         rows["ego_history"].append(ego_history(world, index))
         rows["target_point"].append(target_point(world, index))
+        rows["prompt"].append(navigation_prompt(world.route, world.log[ue_index].progress_s))
+        rows["step"].append(index)
+        rows["ue_step"].append(ue_index)
+        rows["time_s"].append(state.time_s)
+        if not labeled:
+            continue
+        positions, headings, speeds = waypoint_labels(world.log, index, per_wp)
+        meta = meta_actions(positions, headings, speeds, state.speed)
+        boxes, mask = agent_labels(
+            world.log, index, per_wp, config.labels.max_agents, config.labels.agent_range_m
+        )
         rows["waypoints"].append(positions)
         rows["route"].append(route_labels(world.log, index, world.route.polyline))
         rows["lateral"].append(meta.lateral)
@@ -154,11 +170,7 @@ def episode_arrays(
         rows["agent_boxes"].append(boxes)
         rows["agent_mask"].append(mask)
         rows["ego_size"].append([length, width])
-        rows["prompt"].append(navigation_prompt(world.route, world.log[ue_index].progress_s))
         rows["scene_text"].append(scene_text(world, ue_index))
-        rows["step"].append(index)
-        rows["ue_step"].append(ue_index)
-        rows["time_s"].append(state.time_s)
     n_frames = max(rows["rgb_idx"], default=-1) + 1
     h, w = sensors.camera.height, sensors.camera.width
     n_agents, dims = config.labels.max_agents, config.dims()
@@ -175,7 +187,10 @@ def episode_arrays(
         "ue_step": (np.int32, (0,)), "time_s": (np.float32, (0,)),
     }  # fmt: skip
     arrays = {}
+    fields = shard_fields(labeled)
     for name, (dtype, empty) in dtypes.items():
+        if name not in fields:
+            continue
         arrays[name] = np.asarray(rows[name], dtype=dtype) if rows[name] else np.zeros(empty, dtype=dtype)
     frames = world.frames[:n_frames]
     arrays["frames"] = np.stack(frames).astype(np.uint8) if frames else np.zeros((0, 3, h, w), np.uint8)
@@ -261,6 +276,7 @@ def _write_index(out: Path, config_json: dict, entries: dict, plan: list, comple
         "dims": CollectConfig(**config_json).dims(),
         "episodes": episodes,
         "num_samples": sum(e["samples"] for e in episodes),
+        "labeled": bool(config_json.get("labeled", True)),
         "complete": complete,
     }
     write_json_atomic(out / INDEX_NAME, index)

@@ -19,7 +19,9 @@ K decision horizons (3), A agents (LabelConfig.max_agents).
     meta           dict of lists (B): scenario, seed, step, ue_step (ue_step < step: an asynchronous sample)
 
 Shards are verified against the index (sha256, sizes) when first read; a corrupt or mismatched shard
-raises ValueError naming the file.
+raises ValueError naming the file. A dataset declares whether it is labeled (`index_is_labeled`); this
+`Dataset` yields expert labels, so it refuses an observations-only one (read those with
+`latent.data.TransitionDataset`).
 """
 
 from __future__ import annotations
@@ -156,6 +158,14 @@ def read_index(root: str | Path) -> dict:
     return index
 
 
+def index_is_labeled(index: dict) -> bool:
+    """Whether a dataset index declares expert labels (indexes written before the flag existed are)."""
+    labeled = index.get("labeled", True)
+    if not isinstance(labeled, bool):
+        raise ValueError(f"dataset index: expected 'labeled' to be true or false, got {labeled!r}")
+    return labeled
+
+
 class DrivingDataset(Dataset):
     """Samples of a dataset written by `automot collect` (one or more directories with the same sizes).
 
@@ -183,6 +193,11 @@ class DrivingDataset(Dataset):
             if not index.get("complete", False):
                 raise ValueError(
                     f"dataset {root}: expected a complete collection, the index says it is unfinished"
+                )
+            if not index_is_labeled(index):
+                raise ValueError(
+                    f"dataset {root}: expected a labeled dataset (DrivingDataset yields expert labels), got an "
+                    "observations-only one; read it with latent.data.TransitionDataset"
                 )
             for entry in index["episodes"]:
                 if scenarios is None or entry["scenario"] in scenarios:
@@ -227,31 +242,33 @@ class DrivingDataset(Dataset):
         if not 0 <= i < len(self):
             raise IndexError(f"sample index {i} out of range for {len(self)} samples")
         episode = int(np.searchsorted(self._offsets, i, side="right") - 1)
-        row = i - int(self._offsets[episode])
-        a = self._shard(episode)
-        frames = a["frames"]
-        t = torch.from_numpy
-        return {
-            "rgb_history": t(frames[a["rgb_history_idx"][row]][:, None].copy()),  # (T, V=1, 3, H, W)
-            "rgb": t(frames[a["rgb_idx"][row]].copy()),
-            "bev": t(a["bev"][row].astype(np.float32)),
-            "ego_state": t(a["ego_state"][row].copy()),
-            "ego_history": t(a["ego_history"][row].copy()),
-            "target_point": t(a["target_point"][row].copy()),
-            "waypoints": t(a["waypoints"][row].copy()),
-            "route": t(a["route"][row].copy()),
-            "lateral": t(a["lateral"][row].copy()),
-            "longitudinal": t(a["longitudinal"][row].copy()),
-            "longitudinal3": t(a["longitudinal3"][row].copy()),
-            "agent_boxes": t(a["agent_boxes"][row].copy()),
-            "agent_mask": t(a["agent_mask"][row].copy()),
-            "ego_size": t(a["ego_size"][row].copy()),
-            "prompt": str(a["prompt"][row]),
-            "scene_text": str(a["scene_text"][row]),
-            "meta": {
-                "scenario": str(a["scenario"]),
-                "seed": int(a["seed"]),
-                "step": int(a["step"][row]),
-                "ue_step": int(a["ue_step"][row]),
-            },
-        }
+        return sample_at(self._shard(episode), i - int(self._offsets[episode]))
+
+
+def sample_at(a: dict[str, np.ndarray], row: int, *, labels: bool = True) -> Sample:
+    """Sample `row` of a shard's arrays as `collate` expects it; `labels=False` leaves every label field
+    out (and never touches those arrays, which an observations-only read does not even load)."""
+    frames = a["frames"]
+    t = torch.from_numpy
+    sample = {
+        "rgb_history": t(frames[a["rgb_history_idx"][row]][:, None].copy()),  # (T, V=1, 3, H, W)
+        "rgb": t(frames[a["rgb_idx"][row]].copy()),
+        "bev": t(a["bev"][row].astype(np.float32)),
+        "ego_state": t(a["ego_state"][row].copy()),
+        "ego_history": t(a["ego_history"][row].copy()),
+        "target_point": t(a["target_point"][row].copy()),
+        "prompt": str(a["prompt"][row]),
+        "meta": {
+            "scenario": str(a["scenario"]),
+            "seed": int(a["seed"]),
+            "step": int(a["step"][row]),
+            "ue_step": int(a["ue_step"][row]),
+        },
+    }
+    if labels:
+        for name in (
+            "waypoints", "route", "lateral", "longitudinal", "longitudinal3", "agent_boxes", "agent_mask", "ego_size",
+        ):  # fmt: skip
+            sample[name] = t(a[name][row].copy())
+        sample["scene_text"] = str(a["scene_text"][row])
+    return sample

@@ -11,6 +11,11 @@ them plus every other field. Layout (dims: N samples, F frames, T history frames
     step, ue_step (N,) int32           time_s (N,) f32                 scenario () str, seed () int64
     outcome () str, route_completion () f64 (the episode's, percent)
 
+An *unlabeled* shard (collected with `CollectConfig.labeled=False`) holds the observation fields
+only: none of `LABEL_FIELDS` (the expert plan, meta-actions, future agent boxes, ego size, scene
+text) is written. `read_shard(..., fields=OBSERVATION_FIELDS)` reads only those members of the zip,
+so a reader that must never see labels (latent-action learning) never decompresses a label array.
+
 Written through a zip with fixed timestamps (numpy's savez stamps the current time), so the same
 episode gives the same bytes and the index can hold a sha256 per shard. Read with allow_pickle=False;
 anything missing, mis-shaped, non-finite or out of range raises ValueError naming the file.
@@ -58,6 +63,13 @@ SCHEMA: dict[str, tuple[str, tuple]] = {
     "outcome": ("str", ()),
     "route_completion": ("float64", ()),
 }
+# What an expert labels (everything derived from the future or from privileged world state); an
+# unlabeled shard has none of them. Episode metadata (scenario, seed, outcome) stays in both.
+LABEL_FIELDS: tuple[str, ...] = (
+    "waypoints", "route", "lateral", "longitudinal", "longitudinal3", "agent_boxes", "agent_mask",
+    "ego_size", "scene_text",
+)  # fmt: skip
+OBSERVATION_FIELDS: tuple[str, ...] = tuple(k for k in SCHEMA if k not in LABEL_FIELDS)
 _VOCAB_SIZES = {
     "lateral": len(spec.LATERAL_ACTIONS),
     "longitudinal": len(spec.LONGITUDINAL_ACTIONS),
@@ -65,13 +77,31 @@ _VOCAB_SIZES = {
 }
 
 
+def shard_fields(labeled: bool) -> tuple[str, ...]:
+    """The fields a labeled (all of SCHEMA) or unlabeled (OBSERVATION_FIELDS) shard holds."""
+    return tuple(SCHEMA) if labeled else OBSERVATION_FIELDS
+
+
+def is_labeled(fields) -> bool:
+    """Whether a shard with these fields is labeled; a shard with only some label fields is an error."""
+    present = sorted(set(LABEL_FIELDS) & set(fields))
+    if present and len(present) != len(LABEL_FIELDS):
+        raise ValueError(
+            f"shard fields: expected all label fields {sorted(LABEL_FIELDS)} (labeled) or none (unlabeled), "
+            f"got only {present}"
+        )
+    return bool(present)
+
+
 def encode_shard(arrays: dict[str, np.ndarray]) -> bytes:
-    """Serialise `arrays` (exactly the SCHEMA fields) to deterministic npz bytes."""
-    missing = sorted(set(SCHEMA) - set(arrays))
-    extra = sorted(set(arrays) - set(SCHEMA))
+    """Serialise `arrays` (exactly the SCHEMA fields, or exactly OBSERVATION_FIELDS for an unlabeled
+    shard) to deterministic npz bytes."""
+    wanted = set(shard_fields(is_labeled(arrays)))
+    missing = sorted(wanted - set(arrays))
+    extra = sorted(set(arrays) - wanted)
     if missing or extra:
         raise ValueError(
-            f"shard arrays: expected the fields {sorted(SCHEMA)}, missing {missing}, unexpected {extra}"
+            f"shard arrays: expected the fields {sorted(wanted)}, missing {missing}, unexpected {extra}"
         )
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
@@ -93,9 +123,15 @@ def write_shard(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> str:
 
 
 def read_shard(
-    path: str | os.PathLike, expected_sha256: str | None = None, expected_dims: dict[str, int] | None = None
+    path: str | os.PathLike,
+    expected_sha256: str | None = None,
+    expected_dims: dict[str, int] | None = None,
+    fields: tuple[str, ...] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Load and validate a shard. `expected_dims` pins named sizes (H, W, Hb, Wb, T, A) from the index."""
+    """Load and validate a shard. `expected_dims` pins named sizes (H, W, Hb, Wb, T, A) from the index.
+
+    `fields` (e.g. OBSERVATION_FIELDS) loads only those members; the others are never decompressed.
+    """
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -110,23 +146,35 @@ def read_shard(
             )
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
+            names = [n for n in npz.files if fields is None or n in fields]
+            arrays = {name: npz[name] for name in names}
     except Exception as err:  # zipfile/npy errors vary (BadZipFile, ValueError, EOFError, OSError)
         raise ValueError(
             f"shard {path}: expected a readable .npz file, got {type(err).__name__}: {err}"
         ) from err
-    validate_shard(arrays, str(path), expected_dims)
+    validate_shard(arrays, str(path), expected_dims, required=fields)
     return arrays
 
 
 def validate_shard(
-    arrays: dict[str, np.ndarray], name: str, expected_dims: dict[str, int] | None = None
+    arrays: dict[str, np.ndarray],
+    name: str,
+    expected_dims: dict[str, int] | None = None,
+    required: tuple[str, ...] | None = None,
 ) -> None:
-    missing = sorted(set(SCHEMA) - set(arrays))
+    """Check dtypes, shapes and ranges. `required` None: a whole labeled or unlabeled shard."""
+    if required is None:
+        try:
+            required = shard_fields(is_labeled(arrays))
+        except ValueError as err:
+            raise ValueError(f"shard {name}: {err}") from None
+    missing = sorted(set(required) - set(arrays))
     if missing:
-        raise ValueError(f"shard {name}: expected fields {sorted(SCHEMA)}, missing {missing}")
+        raise ValueError(f"shard {name}: expected fields {sorted(required)}, missing {missing}")
     dims = dict(expected_dims or {})
     for field_name, (kind, shape) in SCHEMA.items():
+        if field_name not in required:
+            continue
         value = arrays[field_name]
         ok_kind = value.dtype.kind == "U" if kind == "str" else value.dtype == np.dtype(kind)
         if not ok_kind:
@@ -146,18 +194,22 @@ def validate_shard(
         if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
             raise ValueError(f"shard {name}: field {field_name} expected finite values, got NaN/Inf")
     for field_name, size in _VOCAB_SIZES.items():
+        if field_name not in required:
+            continue
         v = arrays[field_name]
         if v.size and (v.min() < 0 or v.max() >= size):
             raise ValueError(
                 f"shard {name}: field {field_name} expected class indices in [0, {size}), got {v.min()}..{v.max()}"
             )
     for field_name in ("rgb_history_idx", "rgb_idx"):
+        if field_name not in required or "frames" not in required:
+            continue
         v = arrays[field_name]
         if v.size and (v.min() < 0 or v.max() >= dims["F"]):
             raise ValueError(
                 f"shard {name}: field {field_name} expected frame indices in [0, {dims['F']}), got {v.min()}..{v.max()}"
             )
-    if arrays["bev"].size and arrays["bev"].max() > 1:
+    if "bev" in required and arrays["bev"].size and arrays["bev"].max() > 1:
         raise ValueError(
             f"shard {name}: field bev expected values in {{0, 1}}, got max {arrays['bev'].max()}"
         )

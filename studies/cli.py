@@ -13,7 +13,9 @@ import os
 
 
 def _add_study_arguments(parser: argparse.ArgumentParser, default_out: str) -> None:
-    parser.add_argument("--profile", default="demo", help="starting point: demo (default), full, smoke")
+    parser.add_argument(
+        "--profile", default="demo", help="starting point: demo (default), full, smoke, latent, latent_smoke"
+    )
     parser.add_argument(
         "--config", default=None, help="YAML/JSON file of study fields (overrides the profile)"
     )
@@ -123,7 +125,14 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
     print()
-    print(format_headline(result.summary))
+    if config.latent is not None:
+        from studies.latent_report import format_latent_headline
+
+        print(format_latent_headline(result.summary))
+        plots = ("data_efficiency.png",)
+    else:
+        print(format_headline(result.summary))
+        plots = PLOTS
     print()
     for line in [*format_robust(result.summary), "", *format_power(result.summary)]:
         print(line)
@@ -131,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"report:  {result.report_path}")
     print(f"summary: {result.summary_path}")
     print(
-        f"plots:   {', '.join(str(result.study_dir / p) for p in PLOTS if (result.study_dir / p).exists())}"
+        f"plots:   {', '.join(str(result.study_dir / p) for p in plots if (result.study_dir / p).exists())}"
     )
     print(f"wall time {wall / 60:.1f} min")
     return 0

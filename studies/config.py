@@ -2,8 +2,8 @@
 seeds x scenarios x evaluation episodes, plus the data, the stages and the baselines.
 
 `StudyConfig` nests small validated dataclasses; `PROFILES` are named starting points (`demo`, the
-README's main job; `full`, a real study; `smoke`, the tests), and a YAML/JSON file or flags override
-them. The config is stored in the study folder and a resumed study must match it.
+README's main job; `full`, a real study; `smoke`, the tests; `latent` and `latent_smoke`, the
+latent-action study of `studies.latent`), and a YAML/JSON file or flags override them. The config is stored in the study folder and a resumed study must match it.
 """
 
 from __future__ import annotations
@@ -141,6 +141,62 @@ class ValidationSpec:
 
 
 @dataclass
+class LatentSpec:
+    """The latent-action study (`studies.latent`): LAM on unlabeled episodes -> AE pretraining on its
+    codes -> fine-tuning at each label fraction (pretrained and from scratch) -> distillation of the
+    pretrained teacher at `distill_fraction` into the UE-free student.
+
+    unlabeled:          "strip": the labeled train episodes with their labels thrown away
+                        (`latent.data.strip_labels`; labels then exist for a share of the same pool);
+                        "collect": `unlabeled_episodes` per scenario collected without labels (train-split
+                        seeds, the labeled ones first).
+    closed_loop_fractions: the label fractions whose arms are also driven in closed loop (None = all;
+                        open-loop metrics are computed for every arm).
+    lam / student:      `latent.config.LAMConfig` / `latent.student.StudentConfig` fields.
+    """
+
+    unlabeled: str = "collect"
+    unlabeled_episodes: int = 12
+    closed_loop_fractions: list[float] | None = None
+    label_fractions: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.25, 1.0])
+    fraction_seed: int = 0
+    lam: dict[str, Any] = field(default_factory=dict)
+    lam_train: TrainSpec = field(default_factory=lambda: TrainSpec(steps=1500, batch_size=32, lr=1e-3))
+    pretrain: TrainSpec = field(default_factory=lambda: TrainSpec(steps=800, batch_size=32, lr=2e-3))
+    finetune: TrainSpec = field(default_factory=lambda: TrainSpec(steps=800, batch_size=32, lr=2e-3))
+    distill: TrainSpec = field(default_factory=lambda: TrainSpec(steps=800, batch_size=32, lr=1e-3))
+    distill_fraction: float = 1.0
+    student: dict[str, Any] = field(default_factory=dict)
+    latency_steps: int = 50  # batch-1 steps timed per path in the student's evaluation
+
+    def closed_loop(self, fraction: float) -> bool:
+        return self.closed_loop_fractions is None or fraction in self.closed_loop_fractions
+
+    def __post_init__(self) -> None:
+        fr = [float(f) for f in self.label_fractions]
+        if not fr or len(set(fr)) != len(fr) or not all(0 < f <= 1 for f in fr):
+            raise ValueError(
+                f"LatentSpec.label_fractions: expected distinct values in (0, 1], got {self.label_fractions}"
+            )
+        self.label_fractions = fr
+        if self.unlabeled not in ("strip", "collect"):
+            raise ValueError(f"LatentSpec.unlabeled: expected 'strip' or 'collect', got {self.unlabeled!r}")
+        if self.closed_loop_fractions is not None:
+            self.closed_loop_fractions = [float(f) for f in self.closed_loop_fractions]
+            bad = [f for f in self.closed_loop_fractions if f not in fr]
+            if bad:
+                raise ValueError(
+                    f"LatentSpec.closed_loop_fractions: expected values from label_fractions {fr}, got {bad}"
+                )
+        if self.distill_fraction not in fr:
+            raise ValueError(
+                f"LatentSpec.distill_fraction: expected one of label_fractions {fr}, got {self.distill_fraction}"
+            )
+        check_positive("LatentSpec.unlabeled_episodes", self.unlabeled_episodes)
+        check_positive("LatentSpec.latency_steps", self.latency_steps)
+
+
+@dataclass
 class StudyConfig:
     preset: str = "tiny"
     data: DataSpec = field(default_factory=DataSpec)
@@ -162,6 +218,7 @@ class StudyConfig:
     dagger: DaggerSpec = field(default_factory=DaggerSpec)
     validation: ValidationSpec = field(default_factory=ValidationSpec)
     augment: dict[str, float] = field(default_factory=dict)  # training.augment.EgoAugmentConfig fields
+    latent: LatentSpec | None = None  # set: the latent-action study instead of the head comparison
 
     def __post_init__(self) -> None:
         self.heads = [h if isinstance(h, HeadSpec) else HeadSpec(**h) for h in self.heads]
@@ -236,6 +293,59 @@ def _smoke() -> StudyConfig:
         sampling_seeds=[0, 1],
         eval=EvalSpec(episodes=1),
         bootstrap_samples=2000,
+    )
+
+
+@PROFILES.register("latent")
+def _latent() -> StudyConfig:
+    """The latent-action study (docs/latent.md): 4 scenarios, 10 train episodes each (labels kept for
+    5/10/25/100 % of them, all of them unlabeled for the LAM and the pretraining), 3 training seeds,
+    pretrained vs from-scratch AE (closed loop at 10 % and 100 %), then the student distilled from
+    the pretrained teacher at 100 %. Sized for a shared 2-core machine."""
+    return StudyConfig(
+        data=DataSpec(train_episodes=10, val_episodes=2, test_episodes=3),
+        pretrain_ue_steps=200,
+        heads=[HeadSpec("mlp")],
+        sampling_seeds=[0],
+        eval=EvalSpec(episodes=2),
+        latent=LatentSpec(
+            unlabeled="strip",
+            closed_loop_fractions=[0.1, 1.0],
+            lam={"pool": 2, "downsamples": 2, "width": 48, "recon_scales": [1, 2, 4, 8]},
+            lam_train=TrainSpec(steps=1000, batch_size=32, lr=2e-3),
+            pretrain=TrainSpec(steps=500, batch_size=32, lr=2e-3),
+            finetune=TrainSpec(steps=400, batch_size=32, lr=2e-3),
+            distill=TrainSpec(steps=500, batch_size=32, lr=1e-3),
+        ),
+    )
+
+
+@PROFILES.register("latent_smoke")
+def _latent_smoke() -> StudyConfig:
+    """The tests: every task of the latent study on one short scenario, in seconds of training."""
+    small = dict(batch_size=8, warmup_steps=2)
+    return StudyConfig(
+        data=DataSpec(
+            scenarios=["highway"], train_episodes=2, val_episodes=1, test_episodes=1, duration_s=8.0
+        ),
+        pretrain_ue_steps=0,
+        heads=[HeadSpec("mlp")],
+        training_seeds=[0],
+        sampling_seeds=[0],
+        eval=EvalSpec(episodes=1),
+        baselines=["constant_velocity"],
+        bootstrap_samples=200,
+        latent=LatentSpec(
+            unlabeled_episodes=2,
+            label_fractions=[0.5, 1.0],
+            lam={"width": 16, "depth": 1, "num_heads": 2, "pool": 2, "vq": {"code_dim": 8}},
+            lam_train=TrainSpec(steps=4, lr=1e-3, **small),
+            pretrain=TrainSpec(steps=3, lr=1e-3, **small),
+            finetune=TrainSpec(steps=3, lr=1e-3, **small),
+            distill=TrainSpec(steps=3, lr=1e-3, **small),
+            student={"dim": 32, "depth": 1, "num_heads": 2, "bev_channels": [8, 16, 16]},
+            latency_steps=3,
+        ),
     )
 
 

@@ -234,10 +234,16 @@ def _run_locked(
             view.close()
 
     runs = read_jsonl(study / "runs.jsonl")
-    summary = summarize_study(runs, config)
+    if config.latent is not None:
+        from studies.latent_report import summarize_latent_study, write_latent_report
+
+        summary = summarize_latent_study(study, runs, config)
+        report_fn = write_latent_report
+    else:
+        summary, report_fn = summarize_study(runs, config), write_report
     summary_path = study / "summary.json"
     write_json_atomic(summary_path, summary)
-    report_path = write_report(study, config, summary, runs)
+    report_path = report_fn(study, config, summary, runs)
     return StudyResult(study_dir=study, summary_path=summary_path, report_path=report_path, summary=summary)
 
 

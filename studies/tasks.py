@@ -47,6 +47,10 @@ def run_id(head: str, training_seed: int | None, sampling_seed: int | None) -> s
 
 def plan_tasks(config: StudyConfig) -> list[Task]:
     """Every task of the study, in an order that respects dependencies."""
+    if config.latent is not None:
+        from studies.latent import plan_latent_tasks
+
+        return plan_latent_tasks(config)
     tasks = [Task(f"collect:{split}", "collect", {"split": split}) for split in ("train", "val", "test")]
     ue_deps = ("collect:train", "collect:val")
     if config.pretrain_ue_steps > 0:
@@ -154,6 +158,11 @@ def run_path(study: Path, rid: str) -> Path:
 
 
 def is_done(study: Path, task: Task) -> bool:
+    from studies.latent import latent_is_done
+
+    latent = latent_is_done(study, task)
+    if latent is not None:
+        return latent
     p = task.params
     if task.kind == "collect":
         index = data_dir(study, p["split"]) / "index.json"
@@ -198,6 +207,10 @@ def run_task(study: str | Path, config_dict: dict, task_id: str, threads: int = 
         "baseline": _baseline,
         "failures": _failures,
     }
+    if config.latent is not None:
+        from studies.latent import latent_runners
+
+        runner.update(latent_runners())
     status = StatusWriter(study, task_id, task.kind)
     runner[task.kind](study, config, status=status, **task.params)
     status.finish()

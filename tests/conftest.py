@@ -28,3 +28,16 @@ def tiny_dataset(tmp_path_factory):
         )
         collect(config, root / split, workers=2, progress=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def unlabeled_dataset(tmp_path_factory):
+    """An observations-only collection (no labels on disk): one short highway episode."""
+    from driving.collect import CollectConfig, collect
+
+    root = tmp_path_factory.mktemp("unlabeled_dataset")
+    config = CollectConfig(
+        scenarios=["highway"], episodes=1, labeled=False, scenario_overrides={"highway": {"duration_s": 6.0}}
+    )
+    collect(config, root, workers=1, progress=False)
+    return root

@@ -22,7 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit.set_defaults(func=run_fit, passthrough=True)
 
     ev = subparsers.add_parser("eval", help="open-loop (and closed-loop) metrics of a trained policy folder")
-    ev.add_argument("--ckpt", required=True, help="policy folder (a stage's export_dir: safetensors + JSON)")
+    ev.add_argument(
+        "--ckpt", required=True, help="policy or student folder (a stage's export_dir: safetensors + JSON)"
+    )
     ev.add_argument("--data", default=None, help="dataset root with train/ val/ test/ folders (open loop)")
     ev.add_argument("--split", default="test", choices=("train", "val", "test"))
     ev.add_argument(
@@ -82,6 +84,10 @@ def run_eval(args: argparse.Namespace) -> int:
             "--data: expected a dataset root for open-loop metrics (or pass --closed-loop), got none"
         )
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    from training.policies import policy_kind
+
+    if (ckpt / "student_config.json").exists() and policy_kind(ckpt) == "student":
+        return _eval_student(args, ckpt)
     backbone = load_pretrained(ckpt)
     if args.head is not None:
         with_head(backbone.ae, args.head)
@@ -132,6 +138,33 @@ def run_eval(args: argparse.Namespace) -> int:
             )
         finally:
             bar.close()
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+    else:
+        _print_eval(result)
+    return 0
+
+
+def _eval_student(args: argparse.Namespace, ckpt) -> int:
+    """The distilled student (a folder with student_config.json): the same metrics, run alone."""
+    import json
+    from pathlib import Path
+
+    from training.evaluate import evaluate_closed_loop, evaluate_student_open_loop
+    from training.policies import load_policy
+
+    if args.head is not None:
+        raise ValueError(f"--head: a student folder has its own decoder, got --head {args.head}")
+    policy = load_policy(ckpt)
+    result: dict = {"policy": str(ckpt), "head": "student", "sampling_seed": args.sampling_seed}
+    if args.data is not None:
+        result["open_loop"] = evaluate_student_open_loop(policy.student, str(Path(args.data) / args.split))
+    if args.closed_loop:
+        from driving import available_scenarios, split_seeds
+
+        scenarios = args.scenarios or available_scenarios()
+        seeds = split_seeds(args.split, args.episodes)
+        result["closed_loop"] = evaluate_closed_loop(policy, scenarios, seeds, records_path=args.records)
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:

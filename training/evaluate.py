@@ -75,6 +75,26 @@ def evaluate_open_loop(
     return result
 
 
+@torch.no_grad()
+def evaluate_student_open_loop(
+    student, data_dirs, *, batch_size: int = 32, scenarios: list[str] | None = None
+) -> dict[str, float]:
+    """The same open-loop metrics for a distilled student (`latent.student.StudentPlanner`), run alone."""
+    loader = _loader(data_dirs, scenarios, batch_size)
+    student.eval()
+    trajectories, decisions = _TrajectoryMetrics(), DecisionAccuracy()
+    lateral_set = student.config.decision_set != "longitudinal3"
+    for batch in loader:
+        out = student(batch.sensors)
+        trajectories.update(out.plan.waypoints, batch)
+        lateral = batch.lateral if lateral_set else None
+        lon = batch.longitudinal if lateral_set else batch.longitudinal3
+        decisions.update(out.lateral_logits, out.longitudinal_logits, lateral, lon)
+    result: dict[str, float] = {"samples": len(loader.dataset), **trajectories.compute()}
+    result.update({k: float(v) for k, v in decisions.compute().items()})
+    return result
+
+
 def constant_velocity_open_loop(data_dirs, scenarios: list[str] | None = None) -> dict[str, float]:
     """The same L2 / collision numbers for the constant-velocity plan (v * t straight ahead)."""
     loader = _loader(data_dirs, scenarios, 256)

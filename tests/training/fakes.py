@@ -60,3 +60,47 @@ class FakeDataModule(L.LightningDataModule):
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
         return batch.to(device)
+
+
+class FakeTransitionDataset(Dataset):
+    """`FakeDataset` samples as `latent.data.TransitionDataset` items: frames are the sample's BEV and
+    K copies shifted forward by 2, 4, ... rows (a stand-in for driving), labels only with `labels`."""
+
+    def __init__(self, n: int, seed: int = 0, offsets: int = 3, labels: bool = False) -> None:
+        self.base = FakeDataset(n, seed)
+        self.offsets, self.labels = offsets, labels
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> dict:
+        sample = self.base[i]
+        bev = sample["bev"]
+        frames = torch.stack([torch.roll(bev, 2 * k, dims=1) for k in range(self.offsets + 1)])
+        if not self.labels:
+            label_keys = ("waypoints", "route", "lateral", "longitudinal", "longitudinal3", "agent_boxes")
+            sample = {
+                k: v
+                for k, v in sample.items()
+                if k not in (*label_keys, "agent_mask", "ego_size", "scene_text")
+            }
+        return {"frames": frames, "future_mask": torch.ones(self.offsets, dtype=torch.bool), "sample": sample}
+
+
+class FakeTransitionDataModule(L.LightningDataModule):
+    def __init__(
+        self, n: int = 16, batch_size: int = 4, seed: int = 0, offsets: int = 3, labels: bool = False
+    ) -> None:
+        super().__init__()
+        self.n, self.batch_size, self.seed, self.offsets, self.labels = n, batch_size, seed, offsets, labels
+
+    def train_dataloader(self) -> DataLoader:
+        from latent.data import collate_transitions
+
+        dataset = FakeTransitionDataset(self.n, self.seed, self.offsets, self.labels)
+        return ResumableDataLoader(
+            dataset, batch_size=self.batch_size, seed=self.seed, collate_fn=collate_transitions
+        )
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
+        return batch.to(device)

@@ -1,0 +1,74 @@
+"""The latent-action study end to end (profile `latent_smoke`): every task runs, the summary and the
+report hold the LAM's quality, the data-efficiency comparison and the student against its teacher,
+the fine-tuning arms saw the same labeled episodes, and a rerun finds everything done."""
+
+import json
+
+import pytest
+
+from automot.io import read_jsonl
+from latent.data import select_episodes
+from studies.config import load_study_config
+from studies.latent import finetuned_dir, student_dir
+from studies.runner import run_study
+
+
+@pytest.fixture(scope="module")
+def latent_study(tmp_path_factory):
+    study = tmp_path_factory.mktemp("latent_study")
+    result = run_study(study, load_study_config("latent_smoke"), workers=2, progress=None)
+    return result, read_jsonl(study / "runs.jsonl")
+
+
+def test_every_arm_ran_and_the_summary_has_the_three_tables(latent_study):
+    result, runs = latent_study
+    s = result.summary
+    assert s["complete"] and s["n_runs"] == len(runs) == 2 * 2 + 1 + 1
+    assert set(s["arms"]) == {
+        "pretrained@50",
+        "scratch@50",
+        "pretrained@100",
+        "scratch@100",
+        "student",
+        "constant_velocity",
+    }
+    ds = [r["closed_loop"]["ds"] for r in runs if r["head"] == "pretrained@100"]
+    assert s["arms"]["pretrained@100"]["metrics"]["ds"]["mean"] == pytest.approx(sum(ds) / len(ds))
+    q = s["lam_quality"]
+    assert q["codebook"]["usage"] > 0 and set(q["probe"]) == {"lateral", "longitudinal", "joint"}
+    assert q["copy_mse"] > 0 and q["recon_mse"] > 0
+    assert (
+        set(s["data_efficiency"]) == {"50", "100"} and "paired_ratio" in s["data_efficiency"]["50"]["l2_avg"]
+    )
+    student = s["student"]
+    assert student["teacher"] == "pretrained@100" and student["student_ms"]["mean"] > 0
+    assert student["parameters"]["student"] < student["parameters"]["teacher_ae"]
+    report = result.report_path.read_text()
+    for heading in (
+        "## Latent action model",
+        "## Data efficiency",
+        "## Distilled student vs its teacher",
+        "## Every run",
+    ):
+        assert heading in report
+    assert (result.study_dir / "data_efficiency.png").stat().st_size > 5000
+
+
+def test_the_student_folder_has_no_ue_and_both_arms_saw_the_same_labels(latent_study):
+    result, _ = latent_study
+    study = result.study_dir
+    folder = student_dir(study, 0)
+    assert (folder / "student_config.json").exists() and not (folder / "mot_config.json").exists()
+    for f in (0.5, 1.0):
+        assert (finetuned_dir(study, 0, "pretrained", f) / "latent_head.json").exists()
+        assert not (finetuned_dir(study, 0, "scratch", f) / "latent_head.json").exists()
+    entries = json.loads((study / "data" / "train" / "index.json").read_text())["episodes"]
+    half = select_episodes(entries, 0.5, 0)
+    assert len(half) == 1 and half == select_episodes(entries, 0.5, 0)
+
+
+def test_a_rerun_finds_every_task_done_and_writes_the_same_summary(latent_study):
+    result, _ = latent_study
+    before = result.summary_path.read_bytes()
+    again = run_study(result.study_dir, load_study_config("latent_smoke"), workers=1, progress=None)
+    assert again.summary_path.read_bytes() == before

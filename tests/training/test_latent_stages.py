@@ -1,0 +1,186 @@
+"""The latent stages: label-free where they must be, resumable to identical weights, and the
+fine-tuning stage's AE update is exactly the plain one when the latent head only follows."""
+
+import lightning as L
+import pytest
+import torch
+
+from driving.dataset import collate
+from latent.config import LAMConfig, VQConfig
+from latent.data import TransitionBatch, collate_transitions
+from latent.lam import LatentActionModel, save_lam
+from tests.training.fakes import FakeDataset, FakeTransitionDataModule, FakeTransitionDataset
+from training.optim import OptimConfig
+from training.policy import BackboneSpec
+from training.stages import DistillStage, LAMStage, LatentFinetuneStage, LatentPretrainStage
+
+TINY_LAM = dict(width=16, depth=1, num_heads=2, downsamples=2, vq=VQConfig(code_dim=8, restart_every=2))
+TINY_STUDENT = {"dim": 32, "depth": 1, "num_heads": 2, "bev_channels": [8, 16]}
+
+
+def _trainer(max_steps, tmp_path=None, **kw):
+    return L.Trainer(
+        max_steps=max_steps,
+        limit_val_batches=0,
+        deterministic=True,
+        logger=False,
+        enable_checkpointing=tmp_path is not None,
+        default_root_dir=tmp_path,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        **kw,
+    )
+
+
+def _weights(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def lam_folder(tmp_path_factory):
+    path = tmp_path_factory.mktemp("lam") / "lam"
+    save_lam(LatentActionModel(LAMConfig(**TINY_LAM), (32, 32)), path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory, lam_folder):
+    path = tmp_path_factory.mktemp("pre") / "policy"
+    L.seed_everything(0)
+    stage = LatentPretrainStage(lam=lam_folder, optim=OptimConfig(warmup_steps=1), export_dir=str(path))
+    _trainer(2).fit(stage, datamodule=FakeTransitionDataModule())
+    return str(path)
+
+
+def _labeled_batch() -> TransitionBatch:
+    return collate_transitions([FakeTransitionDataset(2, labels=True)[i] for i in range(2)])
+
+
+@pytest.mark.parametrize("bad", ["labeled_transitions", "driving_batch"])
+def test_label_free_stages_refuse_batches_with_labels(lam_folder, bad):
+    batch = (
+        _labeled_batch() if bad == "labeled_transitions" else collate([FakeDataset(2)[i] for i in range(2)])
+    )
+    lam_stage = LAMStage(lam=LAMConfig(**TINY_LAM), image_size=(32, 32))
+    with pytest.raises(ValueError, match=r"LAMStage: expected observations-only batches"):
+        lam_stage.training_step(batch, 0)
+    pre = LatentPretrainStage(lam=lam_folder)
+    with pytest.raises(ValueError, match=r"LatentPretrainStage: expected observations-only batches"):
+        pre.training_step(batch, 0)
+
+
+def test_lam_stage_trains_on_an_unlabeled_dataset_and_exports(unlabeled_dataset, tmp_path):
+    from latent.datamodule import TransitionDataModule
+    from latent.lam import load_lam
+
+    L.seed_everything(0)
+    config = LAMConfig(**{**TINY_LAM, "pool": 2})
+    stage = LAMStage(lam=config, image_size=(64, 64), export_dir=str(tmp_path / "lam"))
+    before = _weights(stage.lam)
+    dm = TransitionDataModule(unlabeled_dataset, batch_size=8, offsets_s=(1.0,), sensors=False)
+    _trainer(3).fit(stage, datamodule=dm)
+    loaded = load_lam(tmp_path / "lam")
+    after = _weights(loaded)
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert all(torch.equal(after[k], v) for k, v in stage.lam.state_dict().items())
+
+
+class _StopAt(L.Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == self.step:
+            trainer.should_stop = True
+
+
+def _stage(kind: str, lam_folder: str, pretrained: str):
+    opt = OptimConfig(warmup_steps=1)
+    if kind == "lam":
+        return LAMStage(lam=LAMConfig(**TINY_LAM), image_size=(32, 32), optim=opt), {"offsets": 1}
+    if kind == "pretrain":
+        return LatentPretrainStage(lam=lam_folder, optim=opt), {}
+    if kind == "finetune":
+        return LatentFinetuneStage(backbone=BackboneSpec(init_from=pretrained), lam=lam_folder, optim=opt), {
+            "labels": True
+        }
+    return DistillStage(teacher=pretrained, student=TINY_STUDENT, optim=opt, seed=0), {"labels": True}
+
+
+def _trained(stage):
+    return (
+        stage.student
+        if isinstance(stage, DistillStage)
+        else stage.lam
+        if isinstance(stage, LAMStage)
+        else stage
+    )
+
+
+@pytest.mark.parametrize("kind", ["lam", "pretrain", "finetune", "distill"])
+def test_resume_from_a_mid_run_checkpoint_gives_the_same_weights(kind, lam_folder, pretrained, tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    total, stop = 6, 3  # 4 batches per epoch: the stop is mid-epoch
+    L.seed_everything(0, workers=True)
+    full, data = _stage(kind, lam_folder, pretrained)
+    _trainer(total).fit(full, datamodule=FakeTransitionDataModule(**data))
+    L.seed_everything(0, workers=True)
+    first, _ = _stage(kind, lam_folder, pretrained)
+    ckpt = ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=stop, save_top_k=-1)
+    _trainer(total, tmp_path, callbacks=[ckpt, _StopAt(stop)]).fit(
+        first, datamodule=FakeTransitionDataModule(**data)
+    )
+    path = next(tmp_path.glob(f"*step={stop}*.ckpt"))
+    L.seed_everything(123, workers=True)  # the resumed process starts from another RNG state
+    resumed, _ = _stage(kind, lam_folder, pretrained)
+    _trainer(total, tmp_path / "r", callbacks=[ModelCheckpoint(dirpath=tmp_path / "r")]).fit(
+        resumed, datamodule=FakeTransitionDataModule(**data), ckpt_path=path, weights_only=True
+    )
+    wf, wr = _weights(_trained(full)), _weights(_trained(resumed))
+    assert wf.keys() == wr.keys() and all(torch.equal(wf[k], wr[k]) for k in wf)
+    assert any(not torch.equal(wf[k], v) for k, v in _weights(_trained(first)).items())
+
+
+def test_a_following_latent_head_leaves_the_ae_update_exactly_the_plain_one(lam_folder, pretrained):
+    runs = {}
+    for name, lam in (("with_head", lam_folder), ("plain", None)):
+        L.seed_everything(0, workers=True)
+        stage = LatentFinetuneStage(
+            backbone=BackboneSpec(init_from=pretrained), lam=lam, optim=OptimConfig(warmup_steps=1)
+        )
+        head0 = None if stage.latent_head is None else _weights(stage.latent_head)
+        _trainer(3).fit(stage, datamodule=FakeTransitionDataModule(labels=True))
+        runs[name] = (_weights(stage.ae), head0, stage.latent_head)
+    a, b = runs["with_head"][0], runs["plain"][0]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    head0, head = runs["with_head"][1], runs["with_head"][2]
+    assert any(not torch.equal(head0[k], v) for k, v in head.state_dict().items())  # the head did learn
+    # With a latent weight the AE does see the latent loss (the comparison can fail).
+    L.seed_everything(0, workers=True)
+    mixed = LatentFinetuneStage(
+        backbone=BackboneSpec(init_from=pretrained),
+        lam=lam_folder,
+        latent_weight=0.5,
+        optim=OptimConfig(warmup_steps=1),
+    )
+    _trainer(3).fit(mixed, datamodule=FakeTransitionDataModule(labels=True))
+    assert any(not torch.equal(a[k], v) for k, v in mixed.ae.state_dict().items())
+
+
+def test_pretraining_learns_the_codes_and_distillation_leaves_the_teacher_alone(lam_folder, pretrained):
+    L.seed_everything(0)
+    stage = LatentPretrainStage(lam=lam_folder, optim=OptimConfig(lr=3e-3, warmup_steps=1))
+    batch = collate_transitions([FakeTransitionDataset(8)[i] for i in range(8)])
+    stage.on_fit_start()
+    with torch.no_grad():
+        before = stage.losses(batch)["loss"].item()
+    _trainer(12).fit(stage, datamodule=FakeTransitionDataModule(n=8, batch_size=8))
+    with torch.no_grad():
+        after = stage.losses(batch)["loss"].item()
+    assert after < 0.7 * before
+    distill = DistillStage(teacher=pretrained, student=TINY_STUDENT, optim=OptimConfig(warmup_steps=1))
+    teacher = _weights(distill.teacher.ae)
+    _trainer(2).fit(distill, datamodule=FakeTransitionDataModule(labels=True))
+    assert all(torch.equal(teacher[k], v) for k, v in distill.teacher.ae.state_dict().items())

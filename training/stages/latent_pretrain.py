@@ -1,0 +1,133 @@
+"""Latent-action pretraining of the action expert (LatentVLA: the VLM learns to predict latent-action
+sequences without any annotation). The UE is frozen as in the AE stage; the AE and a latent-action
+head learn to predict, from the current observation alone, the codes a frozen LAM assigns to the
+next K transitions o_t -> o_{t+H} -> ... -> o_{t+K H} (K = the AE's decision queries, H = 1 s):
+
+    loss = mean over (horizon, token) of CE(latent_head(decision_latent_k), LAM code_k)
+
+Batches are observations-only `TransitionBatch`es with offsets (H, 2H, ..., K H) and sensors; a batch
+that carries labels is refused. The LAM is not a submodule (never trained, never checkpointed: its
+folder is the record). The export is a teacher folder (`training.teacher`): the policy folder with
+the pretrained AE (its planning head untrained) plus the latent-action head.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from automot import spec
+from latent.data import observations_only
+from latent.lam import LatentActionModel, load_lam
+from latent.latent_head import IGNORE_INDEX, LatentActionHead, LatentHeadConfig, latent_action_nll
+from training.optim import OptimConfig, build_optimizer, build_scheduler
+from training.policy import BackboneSpec
+from training.stages.base import PolicyStage
+from training.teacher import save_teacher
+
+
+def pretraining_offsets(lam: LatentActionModel) -> tuple[float, ...]:
+    """The future offsets (s) whose transitions the decision queries predict: H, 2H, ..., K H, which
+    must be the decision horizons (so query k predicts the transition ending at horizon k)."""
+    h = lam.config.horizon_s
+    offsets = tuple(h * (k + 1) for k in range(len(spec.DECISION_HORIZONS_S)))
+    if any(abs(a - b) > 1e-9 for a, b in zip(offsets, spec.DECISION_HORIZONS_S)):
+        raise ValueError(
+            f"lam.horizon_s: expected the spacing of the decision horizons {spec.DECISION_HORIZONS_S} "
+            f"({spec.DECISION_HORIZONS_S[0]} s), got {h}"
+        )
+    return offsets
+
+
+def lam_targets(lam: LatentActionModel, frames: torch.Tensor, future_mask: torch.Tensor) -> torch.Tensor:
+    """frames (B, 1 + K, C, H, W), future_mask (B, K) -> codes (B, K, M), IGNORE_INDEX where the
+    transition's end (or start) frame is missing."""
+    codes = lam.sequence_codes(frames)
+    start_ok = torch.cat((torch.ones_like(future_mask[:, :1]), future_mask[:, :-1]), dim=1)
+    valid = (future_mask & start_ok)[:, :, None].expand_as(codes)
+    return torch.where(valid, codes, torch.full_like(codes, IGNORE_INDEX))
+
+
+class LatentPretrainStage(PolicyStage):
+    def __init__(
+        self,
+        lam: str,
+        backbone: BackboneSpec | None = None,
+        optim: OptimConfig | None = None,
+        export_dir: str | None = None,
+    ) -> None:
+        bb = (backbone if backbone is not None else BackboneSpec()).build()
+        super().__init__(bb, optim=optim, export_dir=export_dir)
+        model = load_lam(lam)
+        self.offsets_s = pretraining_offsets(model)
+        self._frozen = (model.requires_grad_(False),)  # a tuple: not registered as a submodule
+        vq = model.config
+        self.latent_head = LatentActionHead(
+            LatentHeadConfig(self.ae.config.ae.hidden_size, vq.num_tokens, vq.vq.codebook_size)
+        )
+        self.ae.requires_grad_(True)
+        self.setup_ema()
+        self._val: dict[str, list] = {}
+
+    @property
+    def lam(self) -> LatentActionModel:
+        return self._frozen[0]
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        self.lam.to(self.device).eval()
+
+    on_validation_start = on_fit_start
+
+    def losses(self, batch) -> dict[str, torch.Tensor]:
+        batch = observations_only(batch, "LatentPretrainStage")
+        if batch.sensors is None:
+            raise ValueError("LatentPretrainStage: expected batches read with sensors=True, got sensors=None")
+        codes = lam_targets(self.lam, batch.frames.to(self.device), batch.future_mask.to(self.device))
+        out = self.forward_ae(batch, with_plan=False)
+        parts = latent_action_nll(self.latent_head(out.context.decision_latents), codes)
+        acc = parts.pop("accuracy_per_horizon")
+        return {**parts, **{f"accuracy_{h:g}s": a for h, a in zip(spec.DECISION_HORIZONS_S, acc)}}
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        parts = self.losses(batch)
+        b = batch.batch_size
+        self.log("train/loss", parts["loss"], prog_bar=True, batch_size=b)
+        self.log_dict({f"train/latent_{k}": v for k, v in parts.items() if k != "loss"}, batch_size=b)
+        return parts["loss"]
+
+    def on_validation_epoch_start(self) -> None:
+        self._val = {"loss": [], "accuracy": [], "n": []}
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        with self.evaluation_weights():
+            parts = self.losses(batch)
+        self._val["loss"].append(parts["loss"] * batch.batch_size)
+        self._val["accuracy"].append(parts["accuracy"] * batch.batch_size)
+        self._val["n"].append(batch.batch_size)
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val.get("n"):
+            return
+        n = sum(self._val["n"])
+        self.log_dict(
+            {
+                "val/latent_nll": torch.stack(self._val["loss"]).sum() / n,
+                "val/latent_accuracy": torch.stack(self._val["accuracy"]).sum() / n,
+            },
+            prog_bar=True,
+        )
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = build_optimizer(
+            nn.ModuleDict({"ae": self.ae, "latent_head": self.latent_head}), self.optim
+        )
+        total = int(self.trainer.estimated_stepping_batches) if self.trainer is not None else 1
+        scheduler = build_scheduler(optimizer, self.optim, max(1, total))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def save_pretrained(self, directory: str) -> None:
+        with self.evaluation_weights():
+            save_teacher(self.ae, self.latent_head, directory)
