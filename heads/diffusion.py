@@ -149,11 +149,16 @@ class DiffusionHead(PlanningHead):
             num_waypoints=self.dims.num_waypoints, num_route=self.dims.num_route, batch_size=ctx.batch_size
         )
         prior = self._prior(ctx)
-        wp, route = self.denoiser.training_prediction(
+        estimates = self.denoiser.training_prediction(
             prior.waypoints, prior.route, self.encode(ctx), generator
         )
         weights, pc = self.prior.waypoint_weights, self.prior.config
-        out = plan_l1_loss(Plan(wp, route), target, weights, pc.waypoint_loss_weight, pc.route_loss_weight)
+        parts = [
+            plan_l1_loss(Plan(wp, route), target, weights, pc.waypoint_loss_weight, pc.route_loss_weight)
+            for wp, route in estimates
+        ]
+        # Every network evaluation of the (possibly unrolled) chain counts equally.
+        out = {k: torch.stack([p[k] for p in parts]).mean() for k in parts[0]}
         if self.config.prior_loss_weight > 0:
             prior_loss = plan_l1_loss(prior, target, weights, pc.waypoint_loss_weight, pc.route_loss_weight)[
                 "loss"

@@ -1,11 +1,16 @@
 """Truncated denoising of a coarse plan (paper appendix A.3; DiffusionDrive's truncation).
 
 Training: the prior plan x_prior (the AE's coarse trajectories) is normalised, perturbed by the noise
-model at t ~ U{0, ..., train_t_max - 1}, and the network predicts x0; the head takes an L1 loss
-against the expert trajectory. Inference: the prior is perturbed to `t_start` and `num_steps`
-reverse scheduler steps run (see `refiner.schedule`); the network predicts x0 (diffusers
-prediction_type "sample"). `num_samples=K` perturbs the prior K times with independent noise and
-returns all K candidates plus one chosen plan (the medoid by default).
+model at t ~ U{0, ..., train_t_max - 1}, and the network predicts x0 given the perturbed sample and
+the clean prior (its anchor); the head takes an L1 loss against the expert trajectory. With
+`train_unroll=n > 1` the network is instead run along the sampler's own n-step chain from a random
+start (the sample between steps detached) and every step's x0 estimate is scored, so it learns on
+the partly corrected samples it meets at inference.
+
+Inference: the prior is perturbed to `t_start` and `num_steps` reverse steps of the noise model run
+(see `refiner.noise`, `refiner.schedule`); the network predicts x0 (diffusers prediction_type
+"sample"). `num_samples=K` perturbs the prior K times with independent noise and returns all K
+candidates plus one chosen plan (the medoid by default).
 
 Axes: B batch, K candidates, Nw waypoints, Nr route points, Q = Nw + Nr.
 """
@@ -26,6 +31,7 @@ from refiner.schedule import (
     build_scheduler,
     reverse_process,
     set_truncated_timesteps,
+    truncated_timesteps,
 )
 
 SELECTIONS = ("medoid", "mean", "first")
@@ -41,6 +47,8 @@ class DenoiserConfig:
     route_scale: tuple[float, float] = (20.0, 4.0)
     num_samples: int = 1
     selection: str = "medoid"
+    # Training along the sampler's chain: 1 = one perturbed prior at one t per sample.
+    train_unroll: int = 1
 
     def __post_init__(self) -> None:
         check_choice("DenoiserConfig.noise", self.noise, NOISE_MODELS.names())
@@ -50,7 +58,13 @@ class DenoiserConfig:
             if len(value) != 2 or min(value) <= 0:
                 raise ValueError(f"DenoiserConfig.{name}: expected two positive numbers, got {value}")
         check_positive("DenoiserConfig.num_samples", self.num_samples)
+        check_positive("DenoiserConfig.train_unroll", self.train_unroll)
         check_choice("DenoiserConfig.selection", self.selection, SELECTIONS)
+        if self.train_unroll > self.schedule.train_t_max:
+            raise ValueError(
+                f"DenoiserConfig.train_unroll: expected at most schedule.train_t_max={self.schedule.train_t_max}, "
+                f"got {self.train_unroll}"
+            )
 
 
 @dataclass
@@ -91,13 +105,35 @@ class TruncatedDenoiser(nn.Module):
         prior_route: torch.Tensor,
         memory: RefinerMemory,
         generator: torch.Generator | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Perturb the prior at random t in [0, train_t_max) and predict x0: (B, Nw, 2), (B, Nr, 2) metres."""
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """x0 estimates to score against the expert: a list of (waypoints (B, Nw, 2), route (B, Nr, 2)) in
+        metres, one per network evaluation (one, or `train_unroll` along the sampler's chain)."""
         x0 = self.normalize(prior_waypoints, prior_route)
-        b = x0.shape[0]
-        t = torch.randint(0, self.config.schedule.train_t_max, (b,), generator=generator, device=x0.device)
-        x_t = self.noise_model.perturb(x0, t, self.train_scheduler, self.segments, generator)
-        return self.denormalize(self.network(x_t, t, memory))
+        memory = memory.with_anchor(x0)
+        b, n = x0.shape[0], self.config.train_unroll
+        t_max = self.config.schedule.train_t_max
+        if n == 1:
+            t = torch.randint(0, t_max, (b,), generator=generator, device=x0.device)
+            x_t = self.noise_model.perturb(x0, t, self.train_scheduler, self.segments, generator)
+            return [self.denormalize(self.network(x_t, t, memory))]
+        # One start per batch on a grid the sampler could use: t_start + 1 a multiple of n.
+        starts = torch.arange(n - 1, t_max, n)
+        t_start = int(starts[torch.randint(0, len(starts), (1,), generator=generator)])
+        grid = truncated_timesteps(
+            t_start, n, self.config.schedule.num_train_timesteps, needs_uniform_grid=False
+        )
+        t = torch.full((b,), t_start, dtype=torch.long, device=x0.device)
+        x = self.noise_model.perturb(x0, t, self.train_scheduler, self.segments, generator)
+        out = []
+        for i, step_t in enumerate(grid):
+            t_batch = torch.full((b,), step_t, dtype=torch.long, device=x0.device)
+            x0_hat = self.network(x, t_batch, memory)
+            out.append(self.denormalize(x0_hat))
+            t_prev = grid[i + 1] if i + 1 < len(grid) else -1
+            x = self.noise_model.step(
+                x, x0_hat.detach(), step_t, t_prev, self.train_scheduler, self.segments, generator
+            ).detach()
+        return out
 
     @torch.no_grad()
     def sample(
@@ -118,18 +154,32 @@ class TruncatedDenoiser(nn.Module):
         t_start = sched.t_start if t_start is None else t_start
         num_steps = sched.num_steps if num_steps is None else num_steps
         x0 = self.normalize(prior_waypoints, prior_route).repeat_interleave(k, dim=0)  # (B*K, Q, 2)
-        mem = memory if k == 1 else memory.repeat_interleave(k)
+        mem = (memory if k == 1 else memory.repeat_interleave(k)).with_anchor(x0)
         t = torch.full((x0.shape[0],), t_start, dtype=torch.long, device=x0.device)
         x_t = self.noise_model.perturb(x0, t, self.train_scheduler, self.segments, generator)
-        set_truncated_timesteps(self.sample_scheduler, t_start, num_steps, device=x0.device)
-        x = reverse_process(
-            self.sample_scheduler,
-            x_t,
-            lambda x, tt: self.network(x, tt, mem),
-            generator=generator,
-            eta=sched.eta,
-        )
+        x = self.denoise(x_t, mem, t_start, num_steps, generator)
         return self._collect(x, prior_waypoints.shape[0], k)
+
+    def denoise(
+        self,
+        x_t: torch.Tensor,
+        memory: RefinerMemory,
+        t_start: int,
+        num_steps: int,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """The truncated reverse process from x_t (B, Q, 2) at t_start; memory carries the anchor."""
+        set_truncated_timesteps(self.sample_scheduler, t_start, num_steps, device=x_t.device)
+        eta = self.config.schedule.eta
+
+        def step(x, x0_hat, t, t_prev):
+            return self.noise_model.step(
+                x, x0_hat, t, t_prev, self.sample_scheduler, self.segments, generator, eta
+            )
+
+        return reverse_process(
+            self.sample_scheduler, x_t, lambda x, tt: self.network(x, tt, memory), step=step
+        )
 
     @torch.no_grad()
     def sample_from_noise(
@@ -146,7 +196,13 @@ class TruncatedDenoiser(nn.Module):
         device = self.scale.device
         scheduler.set_timesteps(num_steps, device=device)
         x = torch.randn((batch_size, sum(self.segments), 2), generator=generator, device=device)
-        x = reverse_process(scheduler, x, lambda x, tt: self.network(x, tt, memory), generator=generator)
+        # From pure noise there is no prior: the anchor is the (uninformative) zero plan.
+        memory = memory.with_anchor(torch.zeros_like(x))
+
+        def step(x, x0_hat, t, t_prev):
+            return scheduler.step(x0_hat, t, x, generator=generator).prev_sample
+
+        x = reverse_process(scheduler, x, lambda x, tt: self.network(x, tt, memory), step=step)
         return self._collect(x, batch_size, 1)
 
     def _collect(self, x: torch.Tensor, b: int, k: int) -> DenoiseOutput:
