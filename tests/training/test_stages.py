@@ -190,3 +190,27 @@ def test_ue_pretraining_learns_and_exports_a_frozen_ue(tmp_path):
         )
     mask = inputs["attention_mask"].bool()
     assert torch.allclose(cache.hidden[mask], ref.last_hidden_state[mask], atol=1e-5)
+
+
+def test_differentiable_refiner_trains_the_ae_and_keeps_the_prior_trained(trained_policy):
+    """fine_tune_ae=True: the refiner loss reaches the AE through a differentiable prior, and the prior's
+    own L1 and the decision NLL stay in the loss; a frozen prior under a moving AE is refused."""
+    L.seed_everything(0)
+    stage = RefinerStage(policy=str(trained_policy), head_kwargs=TINY_HEAD, fine_tune_ae=True)
+    head = stage.ae.head
+    assert head.config.differentiable_prior and head.config.prior_loss_weight == 1.0
+    batch = next(iter(FakeDataModule().train_dataloader()))
+    parts = stage.losses(batch)
+    assert {"prior_loss", "decision_nll"} <= set(parts)
+    parts["loss"].backward()
+    grads = {n: p.grad for n, p in stage.ae.named_parameters()}
+    for prefix in ("head.prior.", "head.denoiser.", "layers."):
+        assert any(
+            g is not None and float(g.abs().sum()) > 0 for n, g in grads.items() if n.startswith(prefix)
+        ), prefix
+    with pytest.raises(ValueError, match=r"head_kwargs.differentiable_prior: expected True"):
+        RefinerStage(
+            policy=str(trained_policy),
+            head_kwargs={**TINY_HEAD, "differentiable_prior": False},
+            fine_tune_ae=True,
+        )
