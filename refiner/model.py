@@ -49,6 +49,9 @@ class RefinerConfig:
     residual: str = "prior"
     # Embed the clean anchor next to the noisy sample in every trajectory query.
     condition_on_anchor: bool = True
+    # A small head on the (detached) final features that scores its own output: predicted L1 to the
+    # expert and a collision logit, used to choose among candidates.
+    scorer: bool = True
     moa: MoAConfig = field(default_factory=MoAConfig)
 
     def __post_init__(self) -> None:
@@ -131,6 +134,11 @@ class TrajectoryRefiner(nn.Module):
             [DiTBlock(c.dim, c.mlp_ratio, c.moa, reasoning_dim) for _ in range(c.depth)]
         )
         self.final = FinalLayer(c.dim, 2)
+        self.score_head = (
+            nn.Sequential(nn.LayerNorm(c.dim), nn.Linear(c.dim, c.dim), nn.SiLU(), nn.Linear(c.dim, 2))
+            if c.scorer
+            else None
+        )
 
     def encode(
         self,
@@ -162,6 +170,16 @@ class TrajectoryRefiner(nn.Module):
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, memory: RefinerMemory) -> torch.Tensor:
         """x_t (B, Nw + Nr, 2) normalised noisy trajectories, t (B,) long -> x0_hat (B, Nw + Nr, 2)."""
+        return self.forward_with_score(x_t, t, memory)[0]
+
+    def forward_with_score(
+        self, x_t: torch.Tensor, t: torch.Tensor, memory: RefinerMemory
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x_t, t, memory -> (x0_hat (B, Q, 2), score (B, 2) or None without a scorer).
+
+        score[:, 0] predicts the (normalised) L1 of this x0_hat to the expert, score[:, 1] the logit of
+        an open-loop collision of its waypoints. The scorer reads detached features: it learns to judge
+        the refiner's output without changing it."""
         c = self.config
         anchor = memory.anchor
         if anchor is None and (c.residual == "prior" or c.condition_on_anchor):
@@ -174,4 +192,6 @@ class TrajectoryRefiner(nn.Module):
         for block, block_memory in zip(self.blocks, memory.blocks):
             h = block(h, cond, block_memory)
         base = anchor if c.residual == "prior" else x_t
-        return base + self.final(h, cond)
+        x0_hat = base + self.final(h, cond)
+        score = None if self.score_head is None else self.score_head(h.detach().mean(dim=1))
+        return x0_hat, score

@@ -159,8 +159,10 @@ def test_prior_loss_requires_a_trainable_prior():
         "diffusion", TINY_DIMS, refiner=TINY_REFINER, differentiable_prior=True, prior_loss_weight=0.5
     )
     out = head.loss(make_context(), make_target())
+    score = 0.1 * out["score_l1"]  # make_target carries no agents: no collision part
+    assert "score_collision" not in out
     assert "prior_loss" in out and torch.isclose(
-        out["loss"], out["waypoint_l1"] + out["route_l1"] + 0.5 * out["prior_loss"]
+        out["loss"], out["waypoint_l1"] + out["route_l1"] + 0.5 * out["prior_loss"] + score
     )
 
 

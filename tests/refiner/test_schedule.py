@@ -89,8 +89,8 @@ class _Oracle(torch.nn.Module):
         super().__init__()
         self.x0 = x0
 
-    def forward(self, x, t, memory):
-        return self.x0.repeat_interleave(x.shape[0] // self.x0.shape[0], dim=0)
+    def forward_with_score(self, x, t, memory):
+        return self.x0.repeat_interleave(x.shape[0] // self.x0.shape[0], dim=0), None
 
 
 @pytest.mark.parametrize("noise", ["multiplicative", "additive", "diffusiondrive_v2"])
