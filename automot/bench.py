@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, str] = {
     "refiner": "refiner.bench",
     "async": "mot.bench",
     "train": "training.bench",
+    "refine": "studies.refine_bench",
 }
 
 

@@ -6,7 +6,7 @@ then decoded under several sampler settings:
 
     prior                       the AE's coarse plan (what the refiner starts from)
     steps{n}_k1                 refined with n reverse steps, one sample
-    steps{n}_k{K}_{selection}   K candidates, one chosen by `selection` (medoid, scorer, ...)
+    steps{n}_k{K}_selected      K candidates, one chosen by the head's selection (`selection` names it)
     steps{n}_k{K}_oracle        the candidate closest to the expert (best-of-K: the value of sampling)
 
 and with the Mixture-of-Attention's inputs knocked out at inference (bypass gates zeroed, reasoning
@@ -28,6 +28,11 @@ from torch.utils.data import DataLoader
 from training.functional import collision_per_horizon, l2_per_horizon
 
 PROTOCOLS = ("stp3", "uniad")
+
+
+def refines(head) -> bool:
+    """True for a head that refines a prior of its own (its plans carry `prior_waypoints`)."""
+    return hasattr(head, "prior") and hasattr(head, "denoiser")
 
 
 def _metrics(waypoints: torch.Tensor, route: torch.Tensor, ref: dict) -> dict[str, float]:
@@ -133,6 +138,8 @@ def evaluate_refinement(
             f"head: expected a refining head (its Plan carries prior_waypoints), got {type(head).__name__}"
         )
     result: dict = {"samples": int(ref["waypoints"].shape[0]), "sampling_seed": sampling_seed}
+    denoiser_config = getattr(getattr(head, "config", None), "denoiser", None)
+    result["selection"] = getattr(denoiser_config, "selection", None)
     result["prior"] = _metrics(default["prior_waypoints"], default["prior_route"], ref)
     result["refined"] = _metrics(default["waypoints"], default["route"], ref)
     result["ratio"] = result["refined"]["l2_avg"] / result["prior"]["l2_avg"]
@@ -143,9 +150,7 @@ def evaluate_refinement(
         by_setting[f"steps{n}_k1"] = _metrics(plan["waypoints"], plan["route"], ref)
         for k in candidates:
             plan = decode(num_steps=n, num_samples=k)
-            by_setting[f"steps{n}_k{k}_{head.config.denoiser.selection}"] = _metrics(
-                plan["waypoints"], plan["route"], ref
-            )
+            by_setting[f"steps{n}_k{k}_selected"] = _metrics(plan["waypoints"], plan["route"], ref)
             by_setting[f"steps{n}_k{k}_oracle"] = _metrics(
                 *_oracle(plan["waypoint_samples"], plan["route_samples"], ref), ref
             )
@@ -173,4 +178,18 @@ def _knockouts(head, contexts: list, ref: dict, decode) -> dict[str, dict]:
         finally:
             contexts[:] = saved
         out["no_reasoning"] = _metrics(plan["waypoints"], plan["route"], ref)
+    return out
+
+
+def flat_summary(result: dict) -> dict[str, float]:
+    """The numbers a study aggregates, as one flat dict: ratio, route_ratio, prior_*/refined_* L2 avg
+    and route L1, and L2 avg for every sampler setting and knockout (keys like `steps5_k1_l2_avg`)."""
+    out = {"ratio": result["ratio"], "route_ratio": result["route_ratio"]}
+    for which in ("prior", "refined"):
+        for key in ("l2_avg", "l2_3s", "l2_avg_uniad", "route_l1", "collision_avg"):
+            out[f"{which}_{key}"] = result[which][key]
+    for group in ("settings", "knockouts"):
+        for name, metrics in result.get(group, {}).items():
+            out[f"{name}_l2_avg"] = metrics["l2_avg"]
+            out[f"{name}_route_l1"] = metrics["route_l1"]
     return out
