@@ -214,3 +214,29 @@ def test_differentiable_refiner_trains_the_ae_and_keeps_the_prior_trained(traine
             head_kwargs={**TINY_HEAD, "differentiable_prior": False},
             fine_tune_ae=True,
         )
+
+
+def test_memoised_contexts_equal_fresh_ones_and_give_the_same_loss(trained_policy):
+    """The refiner stage memoises the frozen AE's context per sample; a re-batched (re-padded) context
+    gives the same refiner loss as a fresh one."""
+    from training.context_memo import ContextMemo, split_context, stack_contexts
+    from training.ue_memo import UEMemo
+
+    stage = RefinerStage(policy=str(trained_policy), head_kwargs=TINY_HEAD)
+    batches = list(FakeDataModule().train_dataloader())
+    memo = ContextMemo()
+    fresh = [stage.forward_ae(b, with_plan=False).context for b in batches]
+    for b in batches:  # fill
+        memo.get(b, UEMemo.sample_keys(b), lambda x: stage.forward_ae(x, with_plan=False).context)
+    assert memo.misses == sum(b.waypoints.shape[0] for b in batches) and memo.hits == 0
+    calls = []
+    for b, ctx in zip(batches, fresh):
+        got = memo.get(b, UEMemo.sample_keys(b), lambda x: calls.append(1))
+        assert not calls
+        torch.manual_seed(0)
+        a = stage.ae.head.loss(ctx, stage.plan_target(b), generator=torch.Generator().manual_seed(0))["loss"]
+        c = stage.ae.head.loss(got, stage.plan_target(b), generator=torch.Generator().manual_seed(0))["loss"]
+        assert torch.allclose(a, c, atol=1e-6)
+    # Re-batching other samples together changes the padding, not the contexts.
+    mixed = stack_contexts(split_context(fresh[0])[::-1])
+    assert torch.equal(mixed.plan_latents, fresh[0].plan_latents.flip(0))

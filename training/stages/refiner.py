@@ -17,9 +17,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from training.context_memo import ContextMemo
 from training.optim import OptimConfig
 from training.policy import BackboneSpec, with_head
 from training.stages.base import PolicyStage
+from training.ue_memo import UEMemo
 
 
 class RefinerStage(PolicyStage):
@@ -46,6 +48,7 @@ class RefinerStage(PolicyStage):
         )
         self.fine_tune_ae = fine_tune_ae
         self.decision_weight = decision_weight
+        self.context_memo = ContextMemo()
         self.ae.requires_grad_(fine_tune_ae)
         head_module = self.ae.head
         if hasattr(head_module, "denoiser"):
@@ -68,11 +71,18 @@ class RefinerStage(PolicyStage):
         return self
 
     def losses(self, batch) -> dict:
+        if not self.fine_tune_ae:
+            # A frozen AE gives every sample the same context each epoch: compute it once.
+            ctx = self.context_memo.get(
+                batch, UEMemo.sample_keys(batch), lambda b: self.forward_ae(b, with_plan=False).context
+            )
+            parts = self.ae.head.loss(ctx, self.plan_target(batch))
+            return {"loss": parts["loss"], **{k: v for k, v in parts.items() if k != "loss"}}
         out = self.forward_ae(batch, with_plan=False)
         parts = self.ae.head.loss(out.context, self.plan_target(batch))
         out_parts = {k: v for k, v in parts.items() if k != "loss"}
         loss = parts["loss"]
-        if self.fine_tune_ae and self.decision_weight > 0:
+        if self.decision_weight > 0:
             dec = self.decision_loss(out, batch)
             loss = loss + self.decision_weight * dec["loss"]
             out_parts["decision_nll"] = dec["loss"]
