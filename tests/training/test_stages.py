@@ -240,3 +240,32 @@ def test_memoised_contexts_equal_fresh_ones_and_give_the_same_loss(trained_polic
     # Re-batching other samples together changes the padding, not the contexts.
     mixed = stack_contexts(split_context(fresh[0])[::-1])
     assert torch.equal(mixed.plan_latents, fresh[0].plan_latents.flip(0))
+
+
+def test_after_short_training_every_moa_path_has_moved_and_reasoning_changes_the_plan(trained_policy):
+    """The bypass gates and the decision lambda learn (they sit outside the blocks' zero gate), and a
+    trained refiner's plan depends on the understanding expert's reasoning tokens."""
+    import dataclasses
+
+    L.seed_everything(0)
+    stage = RefinerStage(
+        policy=str(trained_policy), head_kwargs=TINY_HEAD, optim=OptimConfig(lr=3e-3, warmup_steps=1)
+    )
+    head = stage.ae.head
+    names = ("gate_bev", "gate_reasoning", "decision_lambda")
+    init = {n: p.detach().clone() for n, p in head.named_parameters() if n.endswith(names)}
+    assert {n.rsplit(".", 1)[-1] for n in init} == set(names)
+    _trainer(20).fit(stage, datamodule=FakeDataModule())
+    moved = {n: float((p.detach() - init[n]).abs().max()) for n, p in head.named_parameters() if n in init}
+    assert all(v > 1e-4 for v in moved.values()), moved
+
+    batch = next(iter(FakeDataModule().val_dataloader()))
+    stage.eval()
+    with torch.no_grad():
+        ctx = stage.forward_ae(batch, with_plan=False).context
+        plan = head(ctx, generator=torch.Generator().manual_seed(0))
+        no_reason = dataclasses.replace(ctx, reasoning_tokens=torch.zeros_like(ctx.reasoning_tokens))
+        other = head(no_reason, generator=torch.Generator().manual_seed(0))
+    assert float((plan.waypoints - other.waypoints).abs().max()) > 1e-5
+    # The prior does not read the reasoning tokens: the difference is the refiner's.
+    assert torch.equal(plan.prior_waypoints, other.prior_waypoints)
