@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "train": "training.bench",
     "mot-ablation": "studies.mot_ablation",
     "latent": "latent.bench",
+    "refine": "studies.refine_bench",
 }
 
 

@@ -3,7 +3,9 @@
 forward: prior = MLPHead(ctx); memory = refiner.encode(ctx); plan = denoiser.sample(prior, memory, g)
 loss:    prior = MLPHead(ctx) (detached unless `differentiable_prior`); x0_hat = network(perturb(prior, t));
          L1(x0_hat, expert) with the MLP head's waypoint weights, plus `prior_loss_weight` x the prior's
-         own L1 when the prior is trained.
+         own L1 when the prior is trained, plus `score_loss_weight` x the score head's loss: smooth L1
+         on the estimate's own (normalised) L1 to the expert and a BCE on whether its waypoints
+         collide with the labelled future agents (when the target carries them).
 
 `differentiable_prior=False` (default) freezes the prior: its parameters get requires_grad=False and
 its output is detached. True is the paper's "differentiable" refiner: the refiner loss flows back
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 from automot.checks import check_positive
+from automot.collision import plan_collisions
 from automot.config import build_config
 from heads.base import PlanningHead, register_head
 from heads.mlp import MLPHead, MLPHeadConfig, plan_l1_loss
@@ -33,11 +36,17 @@ class DiffusionHeadConfig:
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
     differentiable_prior: bool = False
     prior_loss_weight: float = 0.0
+    score_loss_weight: float = 0.1
     # Used when forward() gets no generator, so an un-seeded call is still reproducible.
     default_seed: int = 0
 
     def __post_init__(self) -> None:
         check_positive("DiffusionHeadConfig.prior_loss_weight", self.prior_loss_weight, allow_zero=True)
+        check_positive("DiffusionHeadConfig.score_loss_weight", self.score_loss_weight, allow_zero=True)
+        if self.denoiser.selection == "scorer" and not self.refiner.scorer:
+            raise ValueError(
+                "DiffusionHeadConfig.denoiser.selection: 'scorer' needs refiner.scorer=True, got refiner.scorer=False"
+            )
         if self.prior_loss_weight > 0 and not self.differentiable_prior:
             raise ValueError(
                 "DiffusionHeadConfig.prior_loss_weight: expected 0 when differentiable_prior=False (a frozen prior "
@@ -139,6 +148,7 @@ class DiffusionHead(PlanningHead):
             route_samples=out.route_samples,
             prior_waypoints=prior.waypoints,
             prior_route=prior.route,
+            sample_scores=out.scores,
         )
 
     def loss(
@@ -149,15 +159,52 @@ class DiffusionHead(PlanningHead):
             num_waypoints=self.dims.num_waypoints, num_route=self.dims.num_route, batch_size=ctx.batch_size
         )
         prior = self._prior(ctx)
-        wp, route = self.denoiser.training_prediction(
-            prior.waypoints, prior.route, self.encode(ctx), generator
+        train = self.denoiser.training_prediction(
+            prior.waypoints,
+            prior.route,
+            self.encode(ctx),
+            generator,
+            target_waypoints=target.waypoints,
+            target_route=target.route,
         )
         weights, pc = self.prior.waypoint_weights, self.prior.config
-        out = plan_l1_loss(Plan(wp, route), target, weights, pc.waypoint_loss_weight, pc.route_loss_weight)
+        w = train.regression_weight
+        parts = [
+            plan_l1_loss(Plan(wp, route), target, weights, pc.waypoint_loss_weight, pc.route_loss_weight, w)
+            for wp, route in train.estimates
+        ]
+        # Every network evaluation of the (possibly unrolled) chain counts equally.
+        out = {k: torch.stack([p[k] for p in parts]).mean() for k in parts[0]}
+        if train.score is not None and self.config.score_loss_weight > 0:
+            score_parts = self._score_loss(train.score, *train.estimates[-1], target)
+            out.update(score_parts)
+            out["loss"] = out["loss"] + self.config.score_loss_weight * sum(score_parts.values())
         if self.config.prior_loss_weight > 0:
             prior_loss = plan_l1_loss(prior, target, weights, pc.waypoint_loss_weight, pc.route_loss_weight)[
                 "loss"
             ]
             out["prior_loss"] = prior_loss
             out["loss"] = out["loss"] + self.config.prior_loss_weight * prior_loss
+        return out
+
+    def _score_loss(
+        self, score: torch.Tensor, waypoints: torch.Tensor, route: torch.Tensor, target: PlanTarget
+    ) -> dict[str, torch.Tensor]:
+        """The score head learns to predict its estimate's own error (and collision) from detached features."""
+        dn = self.denoiser
+        with torch.no_grad():
+            err = (
+                (dn.normalize(waypoints, route) - dn.normalize(target.waypoints, target.route))
+                .abs()
+                .mean((-1, -2))
+            )
+        out = {"score_l1": torch.nn.functional.smooth_l1_loss(score[:, 0], err, beta=0.05)}
+        if target.has_agents:
+            with torch.no_grad():
+                hit = plan_collisions(waypoints, target.agent_boxes, target.agent_mask, target.ego_size).any(
+                    -1
+                )
+            out["score_collision"] = torch.nn.functional.binary_cross_entropy_with_logits(
+                score[:, 1], hit.float()
+            )
         return out

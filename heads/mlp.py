@@ -59,10 +59,19 @@ def _mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
     )
 
 
-def weighted_waypoint_l1(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """L1 over (B, Nw, 2) with per-waypoint weights (Nw,), normalised so equal errors give the plain L1."""
-    per_point = (pred - target).abs().mean(dim=-1)  # (B, Nw)
-    return (per_point * weights).sum(dim=-1).mean() / weights.sum()
+def weighted_waypoint_l1(
+    pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, sample_weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """L1 over (B, Nw, 2) with per-waypoint weights (Nw,), normalised so equal errors give the plain L1;
+    `sample_weight` (B,) weights the batch mean (None: all 1)."""
+    per_sample = ((pred - target).abs().mean(dim=-1) * weights).sum(dim=-1) / weights.sum()  # (B,)
+    return _batch_mean(per_sample, sample_weight)
+
+
+def _batch_mean(values: torch.Tensor, sample_weight: torch.Tensor | None) -> torch.Tensor:
+    if sample_weight is None:
+        return values.mean()
+    return (values * sample_weight).sum() / sample_weight.sum().clamp_min(1.0)
 
 
 @register_head("mlp")
@@ -122,10 +131,12 @@ def plan_l1_loss(
     waypoint_weights: torch.Tensor,
     waypoint_loss_weight: float,
     route_loss_weight: float,
+    sample_weight: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The trajectory L1 of eq. 2 / eq. 9: weighted waypoint L1 + route L1."""
-    wp = weighted_waypoint_l1(plan.waypoints, target.waypoints, waypoint_weights)
-    route = (plan.route - target.route).abs().mean()
+    """The trajectory L1 of eq. 2 / eq. 9: weighted waypoint L1 + route L1 (`sample_weight` (B,) weights
+    the batch mean)."""
+    wp = weighted_waypoint_l1(plan.waypoints, target.waypoints, waypoint_weights, sample_weight)
+    route = _batch_mean((plan.route - target.route).abs().mean(dim=(-1, -2)), sample_weight)
     return {
         "loss": waypoint_loss_weight * wp + route_loss_weight * route,
         "waypoint_l1": wp,

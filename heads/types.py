@@ -120,15 +120,46 @@ class ActionContext:
 
 @dataclass
 class PlanTarget:
-    """Ground truth for a plan: waypoints (B, Nw, 2) and route (B, Nr, 2) in the ego frame, metres."""
+    """Ground truth for a plan: waypoints (B, Nw, 2) and route (B, Nr, 2) in the ego frame, metres.
+
+    Optionally the labelled future agents, for heads that learn to judge collisions:
+    agent_boxes (B, Nw, A, 5) (x, y, heading, length, width at each waypoint time), agent_mask
+    (B, Nw, A) bool, ego_size (B, 2) (length, width).
+    """
 
     waypoints: torch.Tensor
     route: torch.Tensor
+    agent_boxes: torch.Tensor | None = None
+    agent_mask: torch.Tensor | None = None
+    ego_size: torch.Tensor | None = None
+
+    @property
+    def has_agents(self) -> bool:
+        return self.agent_boxes is not None
 
     def validate(self, *, num_waypoints: int, num_route: int, batch_size: int | None = None) -> PlanTarget:
         dims = {} if batch_size is None else {"B": batch_size}
         check_tensor("PlanTarget.waypoints", self.waypoints, ("B", num_waypoints, 2), dims=dims)
         check_tensor("PlanTarget.route", self.route, ("B", num_route, 2), dims=dims)
+        agents = (self.agent_boxes, self.agent_mask, self.ego_size)
+        if any(a is not None for a in agents) and any(a is None for a in agents):
+            raise ValueError(
+                "PlanTarget.agent_boxes/agent_mask/ego_size: expected all three or none, got "
+                + ", ".join(
+                    f"{n}={'set' if a is not None else 'None'}"
+                    for n, a in zip(("agent_boxes", "agent_mask", "ego_size"), agents)
+                )
+            )
+        if self.agent_boxes is not None:
+            check_tensor("PlanTarget.agent_boxes", self.agent_boxes, ("B", num_waypoints, "A", 5), dims=dims)
+            check_tensor(
+                "PlanTarget.agent_mask",
+                self.agent_mask,
+                ("B", num_waypoints, "A"),
+                dims=dims,
+                dtype=torch.bool,
+            )
+            check_tensor("PlanTarget.ego_size", self.ego_size, ("B", 2), dims=dims)
         return self
 
 
@@ -142,6 +173,8 @@ class Plan:
     route_samples:      (B, K', Nr, 2) or None.
     prior_waypoints:    (B, Nw, 2) the coarse proposal a refining head started from, or None.
     prior_route:        (B, Nr, 2) or None.
+    sample_scores:      (B, K', 2) a scoring head's (predicted L1 to the expert, collision logit) per
+                        candidate, or None.
     """
 
     waypoints: torch.Tensor
@@ -150,6 +183,7 @@ class Plan:
     route_samples: torch.Tensor | None = None
     prior_waypoints: torch.Tensor | None = None
     prior_route: torch.Tensor | None = None
+    sample_scores: torch.Tensor | None = None
 
     def detach(self) -> Plan:
         return replace(self, **{f.name: _detach(getattr(self, f.name)) for f in fields(self)})

@@ -4,14 +4,18 @@ Main pathway: the trajectory queries attend jointly over three sources, each wit
 projections: themselves (self-attention), the BEV tokens, and the action expert's decision latents.
 The decision values are multiplied by a learnable lambda, so the decision source's contribution can
 be turned up or down. Bypass: the mean-pooled BEV tokens and the attention-pooled reasoning tokens
-(the understanding expert's hidden states), each projected and multiplied by a learnable gate that
-starts at zero, scaled by a factor from the AdaLN conditioning and added to every query:
+(the understanding expert's hidden states), each projected and multiplied by a learnable gate,
+scaled by a factor a(c) from the AdaLN conditioning and added to every query:
 
-    h = Attn(q, [k_self; k_bev; k_dec], [v_self; v_bev; lambda * v_dec])
-    y = h + (1 + a(c)) * (g_bev * P_bev(mean(BEV)) + g_reason * P_reason(attnpool(R)))
+    h    = Attn(q, [k_self; k_bev; k_dec], [v_self; v_bev; lambda * v_dec])       (`forward`)
+    b    = g_bev * P_bev(mean(BEV)) + g_reason * P_reason(attnpool(R))              (`precompute`)
+    x   <- x + gate(c) * h + a(c) * b                                               (the DiT block)
 
-(1 + a(c)) follows DiT's `modulate` convention: with a zero-initialised a(c) the bypass starts
-at scale 1, so its zero gates still receive gradient.
+The bypass enters the residual stream beside the main path, not under its gate: an earlier design
+put it inside (x + gate(c) * (h + (1 + a(c)) * b)) with zero gates, so the bypass's gradient was the
+product of two zero-initialised factors and the trained gates stayed below 0.01. Now a(c) starts at
+zero (AdaLN-Zero: every block is the identity at initialisation) and the gates g start at
+`gate_init` (1), so a(c) receives gradient from the first step and g as soon as a(c) moves.
 
 Everything that depends only on the context (memory keys/values, bypass vectors) is computed once
 per sample by `precompute` and reused for every denoising step and every candidate sample.
@@ -47,6 +51,7 @@ class MoAConfig:
     scale_decision: bool = True
     joint: bool = True
     lambda_init: float = 1.0
+    gate_init: float = 1.0
 
     def __post_init__(self) -> None:
         check_positive("MoAConfig.num_heads", self.num_heads)
@@ -125,12 +130,14 @@ class MixtureOfAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         if c.bypass:
             self.bypass_bev = nn.Linear(dim, dim)
-            self.gate_bev = nn.Parameter(torch.zeros(()))
+            self.gate_bev = nn.Parameter(torch.tensor(float(c.gate_init)))
             self.reasoning_pool = (
                 AttentionPool(reasoning_dim, dim, c.num_heads) if reasoning_dim > 0 else None
             )
             self.bypass_reasoning = nn.Linear(dim, dim) if reasoning_dim > 0 else None
-            self.gate_reasoning = nn.Parameter(torch.zeros(())) if reasoning_dim > 0 else None
+            self.gate_reasoning = (
+                nn.Parameter(torch.tensor(float(c.gate_init))) if reasoning_dim > 0 else None
+            )
         else:
             self.bypass_bev = self.gate_bev = self.reasoning_pool = self.bypass_reasoning = (
                 self.gate_reasoning
@@ -172,10 +179,10 @@ class MixtureOfAttention(nn.Module):
                 bypass = bypass + self.gate_reasoning * self.bypass_reasoning(pooled)
         return MoAMemory(keys=keys, values=values, key_mask=key_mask, bypass=bypass)
 
-    def forward(
-        self, x: torch.Tensor, memory: MoAMemory, bypass_scale: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """x (B, Q, D), memory from `precompute`, bypass_scale (B, D) = a(c) -> (B, Q, D)."""
+    def forward(self, x: torch.Tensor, memory: MoAMemory) -> torch.Tensor:
+        """x (B, Q, D), memory from `precompute` -> the main pathway's output h (B, Q, D).
+
+        The bypass vector is `memory.bypass` (B, D); the DiT block adds it to the residual stream."""
         q = self._heads(self.q(x))
         k_self, v_self = (self._heads(t) for t in self.kv_self(x).chunk(2, dim=-1))
         sources = ["bev", *(["decision"] if "decision" in memory.keys else [])]
@@ -202,8 +209,4 @@ class MixtureOfAttention(nn.Module):
                 h = h + F.scaled_dot_product_attention(
                     q, memory.keys[s], memory.values[s], attn_mask=None if m is None else m[:, None, None, :]
                 )
-        out = self.proj(rearrange(h, "b h q d -> b q (h d)"))
-        if memory.bypass is not None:
-            scale = 1.0 if bypass_scale is None else 1.0 + bypass_scale
-            out = out + (scale * memory.bypass)[:, None, :]
-        return out
+        return self.proj(rearrange(h, "b h q d -> b q (h d)"))

@@ -1,9 +1,13 @@
 """DiT decoder blocks with AdaLN-Zero conditioning (Peebles & Xie; paper appendix A.3).
 
 Each block modulates its two sub-layers (the Mixture-of-Attention and the MLP) with a shift, scale
-and gate regressed from the conditioning c; a seventh chunk gives the MoA's bypass scale a(c). The
-regression layer starts at zero, so every gate is zero and every block is exactly the identity at
-initialisation; the final layer starts at zero as well.
+and gate regressed from the conditioning c; a seventh chunk gives the MoA bypass's scale a(c):
+
+    x <- x + gate_msa(c) * MoA(modulate(LN x)) + a(c) * bypass
+    x <- x + gate_mlp(c) * MLP(modulate(LN x))
+
+The regression layer starts at zero, so every gate and a(c) are zero and every block is exactly the
+identity at initialisation; the final layer starts at zero as well.
 
 Axes: B batch, Q trajectory queries, D width.
 """
@@ -47,9 +51,9 @@ class DiTBlock(nn.Module):
         chunks = self.adaLN_modulation(c).chunk(self.num_chunks, dim=-1)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = chunks[:6]
         bypass_scale = chunks[6] if self.num_chunks == 7 else None
-        x = x + gate_msa[:, None, :] * self.attn(
-            modulate(self.norm1(x), shift_msa, scale_msa), memory, bypass_scale
-        )
+        x = x + gate_msa[:, None, :] * self.attn(modulate(self.norm1(x), shift_msa, scale_msa), memory)
+        if bypass_scale is not None and memory.bypass is not None:
+            x = x + (bypass_scale * memory.bypass)[:, None, :]
         return x + gate_mlp[:, None, :] * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
 
 

@@ -7,24 +7,30 @@ Data flow (shapes):
                                 decisions (B, K, D_ae) -> decision_in + horizon embedding -> (B, K, D)
                                 reasoning (B, S, D_ue), ego state (B, D_s), history (B, H, D_h)
                                 -> RefinerMemory: per-block MoAMemory, ego conditioning (B, D), plan latents
-    each denoising step         x_t (B, Nw + Nr, 2), t (B,) -> queries (B, Q, D)
+    each denoising step         x_t (B, Nw + Nr, 2), anchor (B, Q, 2), t (B,) -> queries (B, Q, D)
                                 -> depth x DiTBlock(c = time(t) + ego) -> FinalLayer -> delta (B, Q, 2)
-                                x0_hat = x_t + delta
+                                x0_hat = anchor + delta      (residual="prior", default)
+                                x0_hat = x_t + delta         (residual="sample")
 
-The output is x_t plus a correction from a zero-initialised final layer, so an untrained refiner
-returns its input: it starts as "trust the prior".
+The anchor is the clean prior the sample was perturbed from (the AE's coarse plan, or one
+candidate's starting plan). With residual="prior" the correction is relative to it, so a zero
+correction returns the prior itself, not the perturbed sample: the zero-initialised final layer makes
+an untrained refiner exactly "trust the prior", and the perturbation only decides where the network
+looks, never leaks into the output. residual="sample" is the earlier design (the correction is
+relative to the noisy sample; an untrained refiner returns the perturbed prior).
 
 The network takes plain tensors (not a heads.ActionContext) so that `refiner` does not depend on `heads`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from automot.checks import check_positive, check_tensor
+from automot.checks import check_choice, check_positive, check_tensor
 from moa import MoAConfig, MoAMemory
 from refiner.conditioning import ConditionEncoder
 from refiner.dit import DiTBlock, FinalLayer
@@ -39,31 +45,54 @@ class RefinerConfig:
     num_freqs: int = 6
     use_plan_latents: bool = True
     state_scale: float = 10.0
+    # What the predicted correction is added to: "prior" (the clean anchor) or "sample" (x_t).
+    residual: str = "prior"
+    # Embed the clean anchor next to the noisy sample in every trajectory query.
+    condition_on_anchor: bool = True
+    # A small head on the (detached) final features that scores its own output: predicted L1 to the
+    # expert and a collision logit, used to choose among candidates.
+    scorer: bool = True
     moa: MoAConfig = field(default_factory=MoAConfig)
 
     def __post_init__(self) -> None:
         for name in ("dim", "depth", "mlp_ratio", "num_freqs", "state_scale"):
             check_positive(f"RefinerConfig.{name}", getattr(self, name))
+        check_choice("RefinerConfig.residual", self.residual, RESIDUALS)
         if self.dim % self.moa.num_heads:
             raise ValueError(
                 f"RefinerConfig.dim: expected a multiple of moa.num_heads={self.moa.num_heads}, got {self.dim}"
             )
 
 
+RESIDUALS = ("prior", "sample")
+
+
 @dataclass
 class RefinerMemory:
-    """Per-sample context of the refiner, reused across denoising steps and candidate samples."""
+    """Per-sample context of the refiner, reused across denoising steps and candidate samples.
+
+    anchor is the clean (normalised) plan the sample was perturbed from, (B, Q, 2); the denoiser sets
+    it (`with_anchor`) before the reverse process, `encode` leaves it None.
+    """
 
     blocks: list[MoAMemory]
     ego: torch.Tensor  # (B, D)
     plan_latents: torch.Tensor | None  # (B, Q, D_ae)
+    anchor: torch.Tensor | None = None  # (B, Q, 2)
 
     def repeat_interleave(self, k: int) -> RefinerMemory:
+        def rep(x):
+            return None if x is None else x.repeat_interleave(k, dim=0)
+
         return RefinerMemory(
             blocks=[m.repeat_interleave(k) for m in self.blocks],
-            ego=self.ego.repeat_interleave(k, dim=0),
-            plan_latents=None if self.plan_latents is None else self.plan_latents.repeat_interleave(k, dim=0),
+            ego=rep(self.ego),
+            plan_latents=rep(self.plan_latents),
+            anchor=rep(self.anchor),
         )
+
+    def with_anchor(self, anchor: torch.Tensor) -> RefinerMemory:
+        return dataclasses.replace(self, anchor=anchor)
 
 
 class TrajectoryRefiner(nn.Module):
@@ -93,6 +122,7 @@ class TrajectoryRefiner(nn.Module):
             num_route,
             num_freqs=c.num_freqs,
             latent_dim=latent_dim if c.use_plan_latents else 0,
+            with_anchor=c.condition_on_anchor,
         )
         self.bev_in = nn.Sequential(nn.LayerNorm(latent_dim), nn.Linear(latent_dim, c.dim))
         if c.moa.decision_source:
@@ -104,6 +134,11 @@ class TrajectoryRefiner(nn.Module):
             [DiTBlock(c.dim, c.mlp_ratio, c.moa, reasoning_dim) for _ in range(c.depth)]
         )
         self.final = FinalLayer(c.dim, 2)
+        self.score_head = (
+            nn.Sequential(nn.LayerNorm(c.dim), nn.Linear(c.dim, c.dim), nn.SiLU(), nn.Linear(c.dim, 2))
+            if c.scorer
+            else None
+        )
 
     def encode(
         self,
@@ -135,8 +170,28 @@ class TrajectoryRefiner(nn.Module):
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, memory: RefinerMemory) -> torch.Tensor:
         """x_t (B, Nw + Nr, 2) normalised noisy trajectories, t (B,) long -> x0_hat (B, Nw + Nr, 2)."""
-        c = self.cond.time(t) + memory.ego
-        h = self.queries(x_t, memory.plan_latents)
+        return self.forward_with_score(x_t, t, memory)[0]
+
+    def forward_with_score(
+        self, x_t: torch.Tensor, t: torch.Tensor, memory: RefinerMemory
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x_t, t, memory -> (x0_hat (B, Q, 2), score (B, 2) or None without a scorer).
+
+        score[:, 0] predicts the (normalised) L1 of this x0_hat to the expert, score[:, 1] the logit of
+        an open-loop collision of its waypoints. The scorer reads detached features: it learns to judge
+        the refiner's output without changing it."""
+        c = self.config
+        anchor = memory.anchor
+        if anchor is None and (c.residual == "prior" or c.condition_on_anchor):
+            raise ValueError(
+                "memory.anchor: expected the clean prior (B, Nw + Nr, 2) for a refiner with residual='prior' "
+                "or condition_on_anchor=True, got None (set it with memory.with_anchor(x0))"
+            )
+        cond = self.cond.time(t) + memory.ego
+        h = self.queries(x_t, memory.plan_latents, anchor if c.condition_on_anchor else None)
         for block, block_memory in zip(self.blocks, memory.blocks):
-            h = block(h, c, block_memory)
-        return x_t + self.final(h, c)
+            h = block(h, cond, block_memory)
+        base = anchor if c.residual == "prior" else x_t
+        x0_hat = base + self.final(h, cond)
+        score = None if self.score_head is None else self.score_head(h.detach().mean(dim=1))
+        return x0_hat, score

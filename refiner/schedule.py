@@ -45,7 +45,8 @@ class ScheduleConfig:
     # Inference: perturb the prior to t_start, then num_steps reverse steps.
     t_start: int = 19
     num_steps: int = 2
-    # DDIM only: 0 is deterministic given x_t; > 0 adds the scheduler's own step noise.
+    # Stochasticity of a reverse step: 0 is deterministic given x_t; its meaning for > 0 depends on the
+    # noise model (see refiner.noise: multiplicative per-trajectory factors, or the scheduler's own noise).
     eta: float = 0.0
 
     def __post_init__(self) -> None:
@@ -136,23 +137,21 @@ def set_truncated_timesteps(
 
 
 PredictX0 = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+StepFn = Callable[[torch.Tensor, torch.Tensor, int, int], torch.Tensor]
 
 
-def reverse_process(
-    scheduler,
-    x_t: torch.Tensor,
-    predict_x0: PredictX0,
-    *,
-    generator: torch.Generator | None,
-    eta: float = 0.0,
-) -> torch.Tensor:
-    """Run `scheduler.timesteps` from x_t (B, N, 2). `predict_x0(x, t_batch)` returns x0 (B, N, 2)."""
-    step_kwargs = {"generator": generator}
-    if "eta" in inspect.signature(scheduler.step).parameters:
-        step_kwargs["eta"] = eta
+def reverse_process(scheduler, x_t: torch.Tensor, predict_x0: PredictX0, *, step: StepFn) -> torch.Tensor:
+    """Run the grid in `scheduler.timesteps` from x_t (B, N, 2).
+
+    `predict_x0(x, t_batch)` returns x0_hat (B, N, 2); `step(x, x0_hat, t, t_prev)` makes one reverse
+    step to the next grid timestep (t_prev = -1 after the last one: the clean end). The network sees
+    the sample exactly as the forward process produced it (no `scale_model_input`: training feeds the
+    perturbed plan unscaled, so sampling must too).
+    """
+    grid = [int(t) for t in scheduler.timesteps]
     x = x_t
-    for t in scheduler.timesteps:
-        t_batch = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
-        x0 = predict_x0(scheduler.scale_model_input(x, t), t_batch)
-        x = scheduler.step(x0, t, x, **step_kwargs).prev_sample
+    for i, t in enumerate(grid):
+        t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+        x0_hat = predict_x0(x, t_batch)
+        x = step(x, x0_hat, t, grid[i + 1] if i + 1 < len(grid) else -1)
     return x

@@ -37,7 +37,22 @@ OPEN_LOOP = {
     "acc_lateral": ("open_loop", "acc_lateral", True),
     "acc_longitudinal": ("open_loop", "acc_longitudinal", True),
 }
-METRICS = {**CLOSED_LOOP, **OPEN_LOOP}
+# Refining heads only: prior vs refined on the same test data (training.refine_eval.flat_summary).
+REFINEMENT = {
+    "refine_ratio": ("refinement", "ratio", False),
+    "refine_route_ratio": ("refinement", "route_ratio", False),
+    "prior_l2_avg": ("refinement", "prior_l2_avg", False),
+    "refined_l2_avg": ("refinement", "refined_l2_avg", False),
+    "prior_route_l1": ("refinement", "prior_route_l1", False),
+    "refined_route_l1": ("refinement", "refined_route_l1", False),
+    **{f"steps{n}_l2_avg": ("refinement", f"steps{n}_k1_l2_avg", False) for n in (1, 2, 5)},
+    "k8_selected_l2_avg": ("refinement", "steps2_k8_selected_l2_avg", False),
+    "k8_oracle_l2_avg": ("refinement", "steps2_k8_oracle_l2_avg", False),
+    **{
+        f"no_{w}_l2_avg": ("refinement", f"no_{w}_l2_avg", False) for w in ("bypass", "decision", "reasoning")
+    },
+}
+METRICS = {**CLOSED_LOOP, **OPEN_LOOP, **REFINEMENT}
 
 
 def _value(run: dict, where: tuple) -> float | None:

@@ -523,6 +523,7 @@ def _eval(
     from mot.runtime import FastSlowPlanner
     from training.evaluate import evaluate_open_loop
     from training.policy import load_pretrained
+    from training.refine_eval import evaluate_refinement, flat_summary, refines
 
     start, cpu = time.perf_counter(), time.process_time()
     backbone = load_pretrained(policy_dir(study, seed, head))
@@ -538,6 +539,10 @@ def _eval(
         record["open_loop"] = evaluate_open_loop(
             backbone, str(data_dir(study, "test")), sampling_seed=sampling_seed
         )
+        if refines(backbone.ae.head):
+            # Does the refiner beat the plan it starts from? (prior vs refined, same AE, same data)
+            result = evaluate_refinement(backbone, str(data_dir(study, "test")), sampling_seed=sampling_seed)
+            record["refinement"] = flat_summary(result)
     planner = FastSlowPlanner(backbone, refresh_every=config.eval.refresh_every, seed=sampling_seed)
     record["closed_loop"] = _closed_loop(study, config, planner, run_id, status)
     record["wall_s"] = round(time.perf_counter() - start, 2)

@@ -24,11 +24,11 @@ def _inputs(seed=0, b=2, n=5, k=3, s=4):
     )
 
 
-def _run(moa, inp, bypass_scale=None):
+def _run(moa, inp):
     mem = moa.precompute(
         inp["bev"], inp["bev_mask"], inp["decisions"], inp["reasoning"], inp["reasoning_mask"]
     )
-    return moa(inp["x"], mem, bypass_scale)
+    return moa(inp["x"], mem)
 
 
 def test_joint_attention_matches_a_hand_written_softmax():
@@ -99,19 +99,45 @@ def test_joint_and_separate_differ():
     assert not torch.allclose(_run(joint, inp), _run(sep, inp), atol=1e-4)
 
 
-def test_bypass_scale_multiplies_the_bypass():
+def test_bypass_is_the_gated_sum_of_pooled_bev_and_pooled_reasoning():
+    """b = g_bev * P_bev(mean BEV) + g_reason * P_reason(attnpool R), computed by hand; the main pathway
+    does not depend on it."""
     torch.manual_seed(0)
-    moa = MixtureOfAttention(D, MoAConfig(num_heads=H), reasoning_dim=12)
-    perturb_zero_init(moa)
+    moa = MixtureOfAttention(D, MoAConfig(num_heads=H, gate_init=0.7), reasoning_dim=12)
     inp = _inputs()
     mem = moa.precompute(
         inp["bev"], inp["bev_mask"], inp["decisions"], inp["reasoning"], inp["reasoning_mask"]
     )
-    base = moa(inp["x"], mem, torch.full((2, D), -1.0))  # 1 + a = 0: bypass off
-    one = moa(inp["x"], mem, torch.zeros(2, D))
-    two = moa(inp["x"], mem, torch.ones(2, D))
-    assert torch.allclose(two - base, 2 * (one - base), atol=1e-5)
-    assert torch.allclose(one - base, mem.bypass[:, None, :].expand_as(one), atol=1e-5)
+    pooled_bev = masked_mean(inp["bev"], inp["bev_mask"])
+    pooled_r = moa.reasoning_pool(inp["reasoning"], inp["reasoning_mask"])
+    expected = 0.7 * moa.bypass_bev(pooled_bev) + 0.7 * moa.bypass_reasoning(pooled_r)
+    assert torch.allclose(mem.bypass, expected, atol=1e-6)
+    with torch.no_grad():
+        moa.gate_bev.zero_()
+        moa.gate_reasoning.zero_()
+    mem_off = moa.precompute(
+        inp["bev"], inp["bev_mask"], inp["decisions"], inp["reasoning"], inp["reasoning_mask"]
+    )
+    assert torch.equal(mem_off.bypass, torch.zeros_like(mem.bypass))
+    assert torch.equal(moa(inp["x"], mem), moa(inp["x"], mem_off))
+
+
+def test_block_adds_the_bypass_scaled_by_its_adaln_factor():
+    """x <- x + gate(c) * h + a(c) * b: with the MoA and MLP gates closed, the block adds exactly a(c) * b."""
+    from refiner.dit import DiTBlock
+
+    torch.manual_seed(0)
+    block = DiTBlock(D, 2.0, MoAConfig(num_heads=H), reasoning_dim=12)
+    inp = _inputs()
+    mem = block.attn.precompute(
+        inp["bev"], inp["bev_mask"], inp["decisions"], inp["reasoning"], inp["reasoning_mask"]
+    )
+    a = torch.full((D,), 0.3)
+    with torch.no_grad():
+        block.adaLN_modulation[-1].bias[6 * D :] = a  # a(c) = 0.3, every gate still 0
+    c = torch.randn(2, D)
+    out = block(inp["x"], c, mem)
+    assert torch.allclose(out - inp["x"], (a * mem.bypass)[:, None, :].expand_as(out), atol=1e-6)
 
 
 def _grads(overrides):
@@ -141,20 +167,20 @@ def test_gradients_reach_lambda_and_gates():
         assert _nonzero(grads, key), key
 
 
-def test_gates_get_gradient_while_the_bypass_modulation_is_at_its_zero_start():
-    """The bypass scale is 1 + a(c): with a(c) still zero, the zero gates must already receive gradient."""
+def test_bypass_factor_gets_gradient_at_the_identity_start():
+    """At init every gate and a(c) are zero (each block is the identity), yet the bypass is not dead:
+    its AdaLN factor a(c) receives gradient from the first step because the gates start at 1."""
     torch.manual_seed(0)
     head = build_head("diffusion", TINY_DIMS, refiner=TINY_REFINER)
     net = head.denoiser.network
     with torch.no_grad():
-        for block in net.blocks:
-            block.adaLN_modulation[-1].bias[2 * 32 : 3 * 32] = 1.0  # open gate_msa only
         net.final.linear.weight.normal_(0, 0.1)  # let gradient reach the blocks
     head.loss(make_context(), make_target(), generator=torch.Generator().manual_seed(0))["loss"].backward()
     for block in net.blocks:
-        assert bool((block.adaLN_modulation[-1].weight[6 * 32 :] == 0).all())  # a(c) is still zero
-        assert float(block.attn.gate_bev.grad.abs()) > 0
-        assert float(block.attn.gate_reasoning.grad.abs()) > 0
+        w = block.adaLN_modulation[-1].weight
+        assert bool((w == 0).all())  # still at the identity start
+        assert float(w.grad[6 * 32 :].abs().sum()) > 0  # a(c) learns
+        assert float(w.grad[2 * 32 : 3 * 32].abs().sum()) > 0  # and so does the main path's gate
 
 
 @pytest.mark.parametrize(

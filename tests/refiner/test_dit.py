@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from moa import MoAConfig
@@ -56,12 +57,29 @@ def test_blocks_stop_being_identity_once_modulation_is_nonzero():
     assert not torch.allclose(refiner.blocks[0](x, c, memory.blocks[0]), x)
 
 
-def test_untrained_refiner_returns_its_input():
+def test_untrained_refiner_returns_its_anchor_or_its_input():
     torch.manual_seed(0)
+    x_t, anchor = torch.randn(3, 26, 2), torch.randn(3, 26, 2)
+    t = torch.tensor([0, 5, 19])
     refiner = _refiner()
-    x_t = torch.randn(3, 26, 2)
-    out = refiner(x_t, torch.tensor([0, 5, 19]), _memory(refiner))
-    assert torch.equal(out, x_t)
+    assert torch.equal(refiner(x_t, t, _memory(refiner).with_anchor(anchor)), anchor)
+    d = TINY_DIMS
+    sample_residual = TrajectoryRefiner(
+        RefinerConfig(
+            dim=32, depth=2, residual="sample", condition_on_anchor=False, moa=MoAConfig(num_heads=4)
+        ),
+        latent_dim=d.latent_dim,
+        reasoning_dim=d.reasoning_dim,
+        ego_state_dim=d.ego_state_dim,
+        history_len=d.history_len,
+        history_dim=d.history_dim,
+        num_waypoints=d.num_waypoints,
+        num_route=d.num_route,
+        num_decisions=d.num_decisions,
+    )
+    assert torch.equal(sample_residual(x_t, t, _memory(sample_residual)), x_t)
+    with pytest.raises(ValueError, match=r"memory\.anchor"):
+        refiner(x_t, t, _memory(refiner))
 
 
 def test_final_layer_and_modulate():

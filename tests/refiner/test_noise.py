@@ -93,3 +93,69 @@ def test_registry_and_bad_input(scheduler):
     bad[0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match=r"x0: expected finite values"):
         MultiplicativeNoise().perturb(bad, torch.tensor([1, 1]), scheduler, SEGMENTS, None)
+
+
+# -- reverse steps ---------------------------------------------------------------------------------
+
+
+def test_multiplicative_step_with_the_true_x0_lands_on_the_forward_marginal(scheduler):
+    """x_t = x0 (1 + sigma_t eps) and an exact x0_hat: one deterministic step gives x0 (1 + sigma_t' eps)
+    with the same eps, and the step to t' = -1 gives x0."""
+    noise = MultiplicativeNoise()
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(6, 26, 2, generator=g) * 3
+    t = torch.full((6,), 19, dtype=torch.long)
+    x_t = noise.perturb(x0, t, scheduler, SEGMENTS, torch.Generator().manual_seed(5))
+    eps = (x_t / x0 - 1) / noise.sigma(t, scheduler)[:, None, None]
+    x_9 = noise.step(x_t, x0, 19, 9, scheduler, SEGMENTS, None)
+    sigma_9 = noise.sigma(torch.tensor([9]), scheduler)
+    assert torch.allclose(x_9, x0 * (1 + sigma_9 * eps), atol=1e-5)
+    assert torch.allclose(noise.step(x_9, x0, 9, -1, scheduler, SEGMENTS, None), x0)
+
+
+def test_multiplicative_step_noise_is_per_trajectory_and_axis(scheduler):
+    """eta > 0 adds c * x0_hat * eps' with one (lon, lat) pair per trajectory; eta = 0 adds nothing."""
+    noise = MultiplicativeNoise()
+    n = 20000
+    x0 = torch.ones(n, 26, 2)
+    quiet = noise.step(x0, x0, 49, 19, scheduler, SEGMENTS, torch.Generator().manual_seed(0), eta=0.0)
+    assert torch.equal(quiet, x0)
+    noisy = noise.step(x0, x0, 49, 19, scheduler, SEGMENTS, torch.Generator().manual_seed(0), eta=1.0)
+    s49, s19 = (float(noise.sigma(torch.tensor([t]), scheduler)) for t in (49, 19))
+    c = s19 * (1 - s19**2 / s49**2) ** 0.5
+    for seg in (noisy[:, :6], noisy[:, 6:]):
+        assert torch.equal(seg, seg[:, :1].expand_as(seg))
+        assert torch.allclose(seg[:, 0].mean(0), torch.ones(2), atol=4 * c / n**0.5)
+        assert torch.allclose(seg[:, 0].std(0), torch.full((2,), c), rtol=0.03)
+
+
+def test_v2_step_noise_is_multiplicative_with_the_floor_and_zero_without_eta():
+    """DiffusionDriveV2: x_t' = mu * (1 + s * eps') with s = max(eta * std_DDIM, 0.04), one factor per
+    trajectory and axis; with eta = 0 the step is plain deterministic DDIM (diffusers' own step)."""
+    scheduler = build_scheduler(ScheduleConfig())
+    noise = build_noise_model("diffusiondrive_v2")
+    g = torch.Generator().manual_seed(0)
+    x0_hat = torch.randn(4, 26, 2, generator=g)
+    x_t = noise.perturb(x0_hat, torch.full((4,), 19), scheduler, SEGMENTS, g)
+    mu = noise.step(x_t, x0_hat, 19, 9, scheduler, SEGMENTS, None, eta=0.0)
+    ddim = build_scheduler(ScheduleConfig())
+    from refiner.schedule import set_truncated_timesteps
+
+    set_truncated_timesteps(ddim, 19, 2)
+    assert torch.allclose(mu, ddim.step(x0_hat, 19, x_t, eta=0.0).prev_sample, atol=1e-6)
+
+    n = 20000
+    ones = torch.ones(n, 26, 2)
+    a = scheduler.alphas_cumprod
+    std = float(((1 - a[9]) / (1 - a[19]) * (1 - a[19] / a[9])).sqrt())
+    for eta, expected in ((1.0, max(std, 0.04)), (0.2, max(0.2 * std, 0.04))):
+        # x_t = x0_hat = 1 makes the DDIM mean a constant m (computed by hand); the output is m * factor.
+        std_t = eta * std
+        eps_hat = (1 - a[19].sqrt()) / (1 - a[19]).sqrt()
+        m = a[9].sqrt() + (1 - a[9] - std_t**2).sqrt() * eps_hat
+        out = noise.step(ones, ones, 19, 9, scheduler, SEGMENTS, torch.Generator().manual_seed(1), eta=eta)
+        factors = out / m
+        for seg in (factors[:, :6], factors[:, 6:]):
+            assert torch.allclose(seg, seg[:, :1].expand_as(seg))
+            assert torch.allclose(seg[:, 0].mean(0), torch.ones(2), atol=4 * expected / n**0.5)
+            assert torch.allclose(seg[:, 0].std(0), torch.full((2,), expected), rtol=0.03)

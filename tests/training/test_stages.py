@@ -190,3 +190,82 @@ def test_ue_pretraining_learns_and_exports_a_frozen_ue(tmp_path):
         )
     mask = inputs["padding_mask"].bool()
     assert torch.allclose(cache.hidden[mask], ref.last_hidden_state[mask], atol=1e-5)
+
+
+def test_differentiable_refiner_trains_the_ae_and_keeps_the_prior_trained(trained_policy):
+    """fine_tune_ae=True: the refiner loss reaches the AE through a differentiable prior, and the prior's
+    own L1 and the decision NLL stay in the loss; a frozen prior under a moving AE is refused."""
+    L.seed_everything(0)
+    stage = RefinerStage(policy=str(trained_policy), head_kwargs=TINY_HEAD, fine_tune_ae=True)
+    head = stage.ae.head
+    assert head.config.differentiable_prior and head.config.prior_loss_weight == 1.0
+    batch = next(iter(FakeDataModule().train_dataloader()))
+    parts = stage.losses(batch)
+    assert {"prior_loss", "decision_nll"} <= set(parts)
+    parts["loss"].backward()
+    grads = {n: p.grad for n, p in stage.ae.named_parameters()}
+    for prefix in ("head.prior.", "head.denoiser.", "layers."):
+        assert any(
+            g is not None and float(g.abs().sum()) > 0 for n, g in grads.items() if n.startswith(prefix)
+        ), prefix
+    with pytest.raises(ValueError, match=r"head_kwargs.differentiable_prior: expected True"):
+        RefinerStage(
+            policy=str(trained_policy),
+            head_kwargs={**TINY_HEAD, "differentiable_prior": False},
+            fine_tune_ae=True,
+        )
+
+
+def test_memoised_contexts_equal_fresh_ones_and_give_the_same_loss(trained_policy):
+    """The refiner stage memoises the frozen AE's context per sample; a re-batched (re-padded) context
+    gives the same refiner loss as a fresh one."""
+    from training.context_memo import ContextMemo, split_context, stack_contexts
+    from training.ue_memo import UEMemo
+
+    stage = RefinerStage(policy=str(trained_policy), head_kwargs=TINY_HEAD)
+    batches = list(FakeDataModule().train_dataloader())
+    memo = ContextMemo()
+    fresh = [stage.forward_ae(b, with_plan=False).context for b in batches]
+    for b in batches:  # fill
+        memo.get(b, UEMemo.sample_keys(b), lambda x: stage.forward_ae(x, with_plan=False).context)
+    assert memo.misses == sum(b.waypoints.shape[0] for b in batches) and memo.hits == 0
+    calls = []
+    for b, ctx in zip(batches, fresh):
+        got = memo.get(b, UEMemo.sample_keys(b), lambda x: calls.append(1))
+        assert not calls
+        torch.manual_seed(0)
+        a = stage.ae.head.loss(ctx, stage.plan_target(b), generator=torch.Generator().manual_seed(0))["loss"]
+        c = stage.ae.head.loss(got, stage.plan_target(b), generator=torch.Generator().manual_seed(0))["loss"]
+        assert torch.allclose(a, c, atol=1e-6)
+    # Re-batching other samples together changes the padding, not the contexts.
+    mixed = stack_contexts(split_context(fresh[0])[::-1])
+    assert torch.equal(mixed.plan_latents, fresh[0].plan_latents.flip(0))
+
+
+def test_after_short_training_every_moa_path_has_moved_and_reasoning_changes_the_plan(trained_policy):
+    """The bypass gates and the decision lambda learn (they sit outside the blocks' zero gate), and a
+    trained refiner's plan depends on the understanding expert's reasoning tokens."""
+    import dataclasses
+
+    L.seed_everything(0)
+    stage = RefinerStage(
+        policy=str(trained_policy), head_kwargs=TINY_HEAD, optim=OptimConfig(lr=3e-3, warmup_steps=1)
+    )
+    head = stage.ae.head
+    names = ("gate_bev", "gate_reasoning", "decision_lambda")
+    init = {n: p.detach().clone() for n, p in head.named_parameters() if n.endswith(names)}
+    assert {n.rsplit(".", 1)[-1] for n in init} == set(names)
+    _trainer(20).fit(stage, datamodule=FakeDataModule())
+    moved = {n: float((p.detach() - init[n]).abs().max()) for n, p in head.named_parameters() if n in init}
+    assert all(v > 1e-4 for v in moved.values()), moved
+
+    batch = next(iter(FakeDataModule().val_dataloader()))
+    stage.eval()
+    with torch.no_grad():
+        ctx = stage.forward_ae(batch, with_plan=False).context
+        plan = head(ctx, generator=torch.Generator().manual_seed(0))
+        no_reason = dataclasses.replace(ctx, reasoning_tokens=torch.zeros_like(ctx.reasoning_tokens))
+        other = head(no_reason, generator=torch.Generator().manual_seed(0))
+    assert float((plan.waypoints - other.waypoints).abs().max()) > 1e-5
+    # The prior does not read the reasoning tokens: the difference is the refiner's.
+    assert torch.equal(plan.prior_waypoints, other.prior_waypoints)

@@ -88,7 +88,13 @@ class PolicyStage(L.LightningModule):
 
     @staticmethod
     def plan_target(batch) -> PlanTarget:
-        return PlanTarget(waypoints=batch.waypoints, route=batch.route)
+        return PlanTarget(
+            waypoints=batch.waypoints,
+            route=batch.route,
+            agent_boxes=batch.agent_boxes,
+            agent_mask=batch.agent_mask,
+            ego_size=batch.ego_size,
+        )
 
     # -- training ---------------------------------------------------------------------------------
     def losses(self, batch) -> dict[str, torch.Tensor]:

@@ -1,9 +1,13 @@
 """Refiner stage (paper appendix A.3): a planning head (the diffusion head by default) built around
 a trained AE and its MLP head, trained with the head's loss (L1 on x0 for waypoints and route, eq. 9).
 
-By default the AE is frozen and only the refiner learns. `fine_tune_ae=True` lets the head's loss
-flow into the AE (the differentiable refiner); the decision NLL then stays in the loss with
-`decision_weight` so the decisions are not forgotten.
+By default the AE is frozen and only the refiner learns. `fine_tune_ae=True` is the paper's
+"differentiable refiner": the refiner's loss flows through the prior (the MLP head) into the AE. Here
+that means, for a refining head, `differentiable_prior=True` and the prior keeps its own L1 loss
+(`prior_loss_weight`, default 1), and the decision NLL stays in the loss with `decision_weight`: the
+AE is shaped by the refiner's gradient while its coarse plan and its decisions stay trained, so
+they cannot drift. (A frozen prior over a fine-tuned AE would read moving latents with nothing
+holding its plan in place; that combination is refused.)
 
 The head swap is this stage's `head` argument: the same trained AE (`policy`) with `head: mlp` is
 the MLP baseline, with `head: diffusion` the refined one.
@@ -13,9 +17,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from training.context_memo import ContextMemo
 from training.optim import OptimConfig
 from training.policy import BackboneSpec, with_head
 from training.stages.base import PolicyStage
+from training.ue_memo import UEMemo
 
 
 class RefinerStage(PolicyStage):
@@ -26,6 +32,7 @@ class RefinerStage(PolicyStage):
         head_kwargs: dict[str, Any] | None = None,
         fine_tune_ae: bool = False,
         decision_weight: float = 1.0,
+        prior_loss_weight: float = 1.0,
         ue_checkpoint: str | None = None,
         optim: OptimConfig | None = None,
         protocol: str = "stp3",
@@ -33,12 +40,15 @@ class RefinerStage(PolicyStage):
         export_dir: str | None = None,
     ) -> None:
         bb = BackboneSpec(init_from=policy, ue_checkpoint=ue_checkpoint).build()
+        if fine_tune_ae and head == "diffusion":
+            head_kwargs = _differentiable(head_kwargs, prior_loss_weight)
         with_head(bb.ae, head, head_kwargs)
         super().__init__(
             bb, optim=optim, protocol=protocol, sampling_seed=sampling_seed, export_dir=export_dir
         )
         self.fine_tune_ae = fine_tune_ae
         self.decision_weight = decision_weight
+        self.context_memo = ContextMemo()
         self.ae.requires_grad_(fine_tune_ae)
         head_module = self.ae.head
         if hasattr(head_module, "denoiser"):
@@ -61,12 +71,36 @@ class RefinerStage(PolicyStage):
         return self
 
     def losses(self, batch) -> dict:
+        if not self.fine_tune_ae:
+            # A frozen AE gives every sample the same context each epoch: compute it once.
+            ctx = self.context_memo.get(
+                batch, UEMemo.sample_keys(batch), lambda b: self.forward_ae(b, with_plan=False).context
+            )
+            parts = self.ae.head.loss(ctx, self.plan_target(batch))
+            return {"loss": parts["loss"], **{k: v for k, v in parts.items() if k != "loss"}}
         out = self.forward_ae(batch, with_plan=False)
         parts = self.ae.head.loss(out.context, self.plan_target(batch))
         out_parts = {k: v for k, v in parts.items() if k != "loss"}
         loss = parts["loss"]
-        if self.fine_tune_ae and self.decision_weight > 0:
+        if self.decision_weight > 0:
             dec = self.decision_loss(out, batch)
             loss = loss + self.decision_weight * dec["loss"]
             out_parts["decision_nll"] = dec["loss"]
         return {"loss": loss, **out_parts}
+
+
+def _differentiable(head_kwargs: dict[str, Any] | None, prior_loss_weight: float) -> dict[str, Any]:
+    """The diffusion head's settings of the differentiable refiner (see the module docstring)."""
+    kwargs = dict(head_kwargs or {})
+    if kwargs.get("differentiable_prior") is False:
+        raise ValueError(
+            "head_kwargs.differentiable_prior: expected True (or unset) with fine_tune_ae=True (the AE would move "
+            "under a frozen prior and its coarse plan would drift), got False"
+        )
+    if prior_loss_weight <= 0:
+        raise ValueError(
+            f"prior_loss_weight: expected > 0 with fine_tune_ae=True (it keeps the coarse plan trained), got {prior_loss_weight}"
+        )
+    kwargs["differentiable_prior"] = True
+    kwargs.setdefault("prior_loss_weight", prior_loss_weight)
+    return kwargs

@@ -1,0 +1,108 @@
+"""Memoised action contexts of a frozen action expert, for training a head on top of it.
+
+When the refiner stage keeps the AE frozen (and in eval mode), a dataset sample's `ActionContext`
+is the same every epoch, just as its UE cache is (`training.ue_memo`). `ContextMemo` stores one
+context per sample (reasoning tokens without their padding) and re-batches them, so after the first
+epoch a refiner step costs only the refiner. The re-batched context equals a fresh one up to the
+padding of the reasoning tokens, which every consumer masks (tested).
+
+Axes: B batch, S reasoning tokens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Hashable
+
+import torch
+
+from heads import ActionContext
+
+
+def split_context(ctx: ActionContext) -> list[ActionContext]:
+    """A batch context -> one context per sample (B = 1), reasoning padding removed."""
+    out = []
+    for i in range(ctx.batch_size):
+        fields = {f.name: _row(getattr(ctx, f.name), i) for f in dataclasses.fields(ctx)}
+        if ctx.reasoning_tokens is not None and ctx.reasoning_mask is not None:
+            keep = ctx.reasoning_mask[i]
+            fields["reasoning_tokens"] = fields["reasoning_tokens"][:, keep]
+            fields["reasoning_mask"] = fields["reasoning_mask"][:, keep]
+        out.append(ActionContext(**fields))
+    return out
+
+
+def stack_contexts(contexts: list[ActionContext]) -> ActionContext:
+    """Per-sample contexts -> one batch context; reasoning tokens left-padded (zero, masked)."""
+    if not contexts:
+        raise ValueError("contexts: expected at least one ActionContext, got an empty list")
+    first = contexts[0]
+    fields = {}
+    for f in dataclasses.fields(first):
+        values = [getattr(c, f.name) for c in contexts]
+        if values[0] is None:
+            fields[f.name] = None
+        elif f.name in ("reasoning_tokens", "reasoning_mask"):
+            s = max(v.shape[1] for v in values)
+            fields[f.name] = torch.cat([_left_pad(v, s) for v in values])
+        else:
+            fields[f.name] = torch.cat(values)
+    if first.reasoning_tokens is not None and first.reasoning_mask is None:
+        lengths = {c.reasoning_tokens.shape[1] for c in contexts}
+        if len(lengths) > 1:
+            raise ValueError(
+                f"reasoning_mask: expected masks for reasoning tokens of lengths {sorted(lengths)}, got None"
+            )
+    return ActionContext(**fields)
+
+
+class ContextMemo:
+    """`get(batch, keys, compute)`: the batch's context; `compute(batch)` runs only for unseen samples'
+    batches (a batch with any unseen sample is computed whole, then every unseen sample is stored)."""
+
+    def __init__(self, max_items: int = 200_000) -> None:
+        if max_items < 0:
+            raise ValueError(f"max_items: expected >= 0, got {max_items}")
+        self.max_items = max_items
+        self._store: dict[Hashable, ActionContext] = {}
+        self.hits = self.misses = 0
+
+    def get(
+        self, batch, keys: list[Hashable] | None, compute: Callable[[object], ActionContext]
+    ) -> ActionContext:
+        if keys is None or self.max_items == 0:
+            return compute(batch)
+        if all(k in self._store for k in keys):
+            self.hits += len(keys)
+            device = batch.waypoints.device
+            return _to(stack_contexts([self._store[k] for k in keys]), device)
+        ctx = compute(batch)
+        self.misses += sum(k not in self._store for k in keys)
+        for key, one in zip(keys, split_context(ctx.detach())):
+            if key not in self._store and len(self._store) < self.max_items:
+                self._store[key] = _to(one, "cpu")
+        return ctx
+
+
+def _row(x, i: int):
+    return x[i : i + 1] if isinstance(x, torch.Tensor) else x
+
+
+def _left_pad(x: torch.Tensor, s: int) -> torch.Tensor:
+    missing = s - x.shape[1]
+    if not missing:
+        return x
+    shape = list(x.shape)
+    shape[1] = missing
+    return torch.cat([x.new_zeros(shape), x], dim=1)
+
+
+def _to(ctx: ActionContext, device) -> ActionContext:
+    return dataclasses.replace(
+        ctx,
+        **{
+            f.name: getattr(ctx, f.name).to(device)
+            for f in dataclasses.fields(ctx)
+            if isinstance(getattr(ctx, f.name), torch.Tensor)
+        },
+    )
