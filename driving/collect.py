@@ -18,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing as mp
+import os
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +28,7 @@ import numpy as np
 
 from automot import spec
 from automot.checks import check_choice
-from automot.io import write_json_atomic
+from automot.io import make_dirs, write_json_atomic
 from driving.config import LabelConfig, SensorConfig, SimConfig
 from driving.scenarios import SCENARIOS, SEED_SPLITS, build_scenario, split_seeds
 from driving.shards import FORMAT_VERSION, read_shard, write_shard
@@ -282,25 +284,110 @@ def _entry(out: Path, rel: str, config: CollectConfig) -> dict:
     }
 
 
-def collect(config: CollectConfig, out_dir: str | Path, workers: int = 1, progress: bool = True) -> dict:
-    """Collect (or resume collecting) the dataset described by `config` into `out_dir`; returns the index."""
-    out = Path(out_dir)
-    config_json = config.to_json()
-    plan = config.episodes_plan()
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted paths where two JSON configs differ, with both values."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
+def _check_extension(out: Path, old: dict, new: dict) -> None:
+    """A dataset may grow (more episodes per scenario, more scenarios); anything else is another dataset."""
+    growable = ("episodes", "scenarios", "scenario_overrides")
+    same = {k: v for k, v in old.items() if k not in growable} == {
+        k: v for k, v in new.items() if k not in growable
+    }
+    kept = [s for s in old.get("scenarios", [])]
+    overrides_kept = all(
+        old.get("scenario_overrides", {}).get(s) == new["scenario_overrides"].get(s) for s in kept
+    )
+    if (
+        same
+        and overrides_kept
+        and set(kept) <= set(new["scenarios"])
+        and new["episodes"] >= old.get("episodes", 0)
+    ):
+        return
+    diff = "; ".join(_differences(old, new)) or "the config hash"
+    if same and new["episodes"] < old.get("episodes", 0):
+        diff += " (a dataset is only ever extended, never shrunk)"
+    raise ValueError(
+        f"out: expected {out} to hold a dataset with this config, or one this config extends (more episodes or "
+        f"scenarios), got one that differs in: {diff}. Nothing was changed; use another --out folder"
+    )
+
+
+def _prepare_out(out: Path, config_json: dict) -> dict:
+    """Check the destination; return the previous index's entries by file (empty for a new dataset)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out: expected a dataset folder, got the file {out}")
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"out: expected a dataset folder at {out}, but {parent} is a file")
     index_path = out / INDEX_NAME
     if index_path.exists():
         try:
             previous = json.loads(index_path.read_text())
-        except json.JSONDecodeError as err:
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ValueError(
                 f"{index_path}: expected a JSON dataset index, got unreadable JSON ({err})"
             ) from err
-        if previous.get("config_hash") != _config_hash(config_json):
+        if not isinstance(previous, dict) or not isinstance(previous.get("config"), dict):
             raise ValueError(
-                f"{out}: expected a dataset collected with this config (hash {_config_hash(config_json)}), got one with "
-                f"hash {previous.get('config_hash')}; use another directory"
+                f"{index_path}: expected a dataset index with a 'config' object, got something else"
             )
-    (out / SHARD_DIR).mkdir(parents=True, exist_ok=True)
+        if previous.get("config_hash") != _config_hash(config_json):
+            _check_extension(out, previous["config"], config_json)
+        return {e["file"]: e for e in previous.get("episodes", []) if isinstance(e, dict) and "file" in e}
+    others = [p.name for p in out.iterdir() if p.name != SHARD_DIR] if out.is_dir() else []
+    if others:
+        raise ValueError(
+            f"out: expected a new or empty folder, or a dataset written by automot collect, at {out}; got a folder "
+            f"holding {sorted(others)[:4]} and no {INDEX_NAME}. Nothing was written: choose another folder"
+        )
+    return {}
+
+
+def _verified_entry(out: Path, rel: str, config: CollectConfig, known: dict | None) -> dict | None:
+    """The index entry of an existing shard, or None (and the shard moved aside, named in a warning)
+    when it fails the hash the index recorded for it or cannot be read: it is then collected again."""
+    path = out / rel
+    problem = None
+    if known is not None and "sha256" in known:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != known["sha256"]:
+            problem = f"fails its hash (index {known['sha256'][:12]}..., file {digest[:12]}...)"
+    if problem is None:
+        try:
+            return _entry(out, rel, config)
+        except ValueError as err:
+            problem = f"is unreadable ({err})"
+    aside = path.with_name(path.name + ".corrupt")
+    os.replace(path, aside)
+    warnings.warn(f"collect: shard {path} {problem}; kept as {aside.name} and collected again", stacklevel=3)
+    return None
+
+
+def collect(config: CollectConfig, out_dir: str | Path, workers: int = 1, progress: bool = True) -> dict:
+    """Collect, resume, extend or repair the dataset described by `config` in `out_dir`; returns the index.
+
+    An existing dataset with the same config resumes; one that `config` extends (more episodes per
+    scenario, more scenarios) keeps every shard and collects only the new episodes; a shard that fails
+    the hash in the index is named, moved aside (`.corrupt`) and collected again. Any other folder
+    content, or a file at `out_dir`, is refused before anything is written.
+    """
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers: expected an int >= 1, got {workers!r}")
+    out = Path(out_dir)
+    config_json = config.to_json()
+    plan = config.episodes_plan()
+    known = _prepare_out(out, config_json)
+    make_dirs(out / SHARD_DIR, field="out")
     for stale in (out / SHARD_DIR).glob(".*.tmp"):  # left by a killed writer
         stale.unlink()
     expected = {shard_name(s, seed): (s, seed) for s, seed in plan}
@@ -309,9 +396,11 @@ def collect(config: CollectConfig, out_dir: str | Path, workers: int = 1, progre
         rel = f"{SHARD_DIR}/{path.name}"
         if rel not in expected:
             raise ValueError(
-                f"{path}: expected only shards of this collection in {out}, got an unexpected shard"
+                f"out: expected only shards of this collection in {out}, got the unexpected shard {path}"
             )
-        entries[expected[rel]] = _entry(out, rel, config)
+        entry = _verified_entry(out, rel, config, known.get(rel))
+        if entry is not None:
+            entries[expected[rel]] = entry
     todo = [key for key in plan if key not in entries]
     _write_index(out, config_json, entries, plan, complete=not todo)
     bar = None

@@ -20,18 +20,25 @@ import time
 import numpy as np
 
 from automot import spec
+from automot.cli import positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="bench", help="MoT preset (default: bench)")
-    parser.add_argument("--frames", type=int, default=spec.UE_HISTORY_FRAMES, help="UE history frames")
-    parser.add_argument("--views", type=int, default=2, help="camera views per frame")
-    parser.add_argument("--image-size", type=int, default=256, help="square RGB size in pixels")
-    parser.add_argument("--bev-size", type=int, default=64, help="square BEV raster size in pixels")
-    parser.add_argument("--repeats", type=int, default=15, help="timed rounds (median reported)")
+    parser.add_argument(
+        "--frames", type=positive_int, default=spec.UE_HISTORY_FRAMES, help="UE history frames"
+    )
+    parser.add_argument("--views", type=positive_int, default=2, help="camera views per frame")
+    parser.add_argument("--image-size", type=positive_int, default=256, help="square RGB size in pixels")
+    parser.add_argument("--bev-size", type=positive_int, default=64, help="square BEV raster size in pixels")
+    parser.add_argument("--repeats", type=positive_int, default=15, help="timed rounds (median reported)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
-    parser.add_argument("--background-k", type=int, default=2, help="refresh period for background mode")
-    parser.add_argument("--background-steps", type=int, default=12, help="steps timed in background mode")
+    parser.add_argument(
+        "--background-k", type=positive_int, default=2, help="refresh period for background mode"
+    )
+    parser.add_argument(
+        "--background-steps", type=positive_int, default=12, help="steps timed in background mode"
+    )
     parser.add_argument("--seed", type=int, default=0)
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from automot.cli import positive_int
+
 
 def _add_study_arguments(parser: argparse.ArgumentParser, default_out: str) -> None:
     parser.add_argument("--profile", default="demo", help="starting point: demo (default), full, smoke")
@@ -19,7 +21,7 @@ def _add_study_arguments(parser: argparse.ArgumentParser, default_out: str) -> N
     parser.add_argument("--out", default=default_out, help="study folder (resumes if it exists)")
     parser.add_argument(
         "--workers",
-        type=int,
+        type=positive_int,
         default=min(8, os.cpu_count() or 1),
         help="parallel worker processes (default: cores, at most 8)",
     )
@@ -29,10 +31,18 @@ def _add_study_arguments(parser: argparse.ArgumentParser, default_out: str) -> N
     )
     parser.add_argument("--training-seeds", type=int, nargs="+", default=None)
     parser.add_argument("--sampling-seeds", type=int, nargs="+", default=None)
-    parser.add_argument("--episodes", type=int, default=None, help="closed-loop episodes per scenario")
+    parser.add_argument(
+        "--episodes", type=positive_int, default=None, help="closed-loop episodes per scenario"
+    )
     parser.add_argument("--scenarios", nargs="+", default=None)
     parser.add_argument(
         "--json", action="store_true", help="print the summary path and headline numbers as JSON"
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="continue a study folder started with another config: finished data tasks are kept, other "
+        "outputs are moved to superseded/ (never deleted)",
     )
 
 
@@ -75,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--slurm: expected KEY=VALUE items, got {item!r}")
         k, v = item.split("=", 1)
         slurm[k] = v
+    if args.workers < 1:
+        raise ValueError(f"--workers: expected an int >= 1, got {args.workers}")
     config = load_or_build_config(args.profile, args.config, _overrides(args))
     start = time.perf_counter()
     result = run_study(
@@ -84,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         executor=args.executor,
         slurm=slurm,
         progress=None if args.json else print,
+        force=args.force,
+        imports=args.plugin_modules or [],
     )
     wall = time.perf_counter() - start
     if args.json:

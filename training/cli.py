@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 
+from automot.cli import positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     fit = subparsers.add_parser(
@@ -35,8 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--closed-loop", action="store_true", help="also drive the world's scenarios (split seeds)"
     )
     ev.add_argument("--scenarios", nargs="+", default=None, help="closed-loop scenarios (default: all)")
-    ev.add_argument("--episodes", type=int, default=5, help="closed-loop episodes per scenario")
-    ev.add_argument("--refresh-every", type=int, default=2, help="UE cache refresh period k in steps")
+    ev.add_argument("--episodes", type=positive_int, default=5, help="closed-loop episodes per scenario")
+    ev.add_argument(
+        "--refresh-every", type=positive_int, default=2, help="UE cache refresh period k in steps"
+    )
     ev.add_argument("--records", default=None, help="JSON-lines file for closed-loop episodes (resumes)")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.set_defaults(func=run_eval)
@@ -67,6 +71,15 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.data is None and not args.closed_loop:
         raise ValueError(
             "--data: expected a dataset root for open-loop metrics (or pass --closed-loop), got none"
+        )
+    if args.data is not None and not (Path(args.data) / args.split).is_dir():
+        raise ValueError(
+            f"--data: expected a dataset root holding a {args.split}/ folder (automot collect --out ROOT/{args.split}), "
+            f"got {args.data}"
+        )
+    if args.records is not None and Path(args.records).is_dir():
+        raise ValueError(
+            f"--records: expected a JSON-lines file (created if missing), got the folder {args.records}"
         )
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     backbone = load_pretrained(ckpt)

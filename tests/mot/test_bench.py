@@ -47,6 +47,7 @@ def test_bench_runs_and_reports_consistent_numbers():
     assert result["background_ue_calls"] >= 1
 
 
-def test_bench_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="--views"):
-        mot.bench.run(_args("--preset", "tiny", "--views", "0"))
+def test_bench_rejects_bad_arguments(capsys):
+    with pytest.raises(SystemExit) as err:  # argparse's usage error: exit code 2, the flag named
+        _args("--preset", "tiny", "--views", "0")
+    assert err.value.code == 2 and "--views: expected an int >= 1, got '0'" in capsys.readouterr().err

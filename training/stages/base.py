@@ -22,7 +22,8 @@ from mot.backbone import MoTBackbone
 from mot.decision import decision_nll
 from training.metrics import CollisionRate, DecisionAccuracy, PlanL2
 from training.optim import OptimConfig, ParameterEMA, build_optimizer, build_scheduler
-from training.policy import save_pretrained
+from training.policy import check_policy_target, save_pretrained
+from training.run_folders import check_run_folders
 from training.ue_memo import UEMemo
 
 
@@ -36,6 +37,7 @@ class PolicyStage(L.LightningModule):
         sampling_seed: int = 0,
         export_dir: str | None = None,
         ue_memo_items: int = 200_000,
+        train_seed: int | None = None,
     ) -> None:
         super().__init__()
         check_choice("protocol", protocol, ("stp3", "uniad"))
@@ -43,6 +45,8 @@ class PolicyStage(L.LightningModule):
         self.ae = backbone.ae  # the only registered (trainable, checkpointed) network
         self.optim = optim if optim is not None else OptimConfig()
         self.sampling_seed = sampling_seed
+        if export_dir is not None:
+            check_policy_target(export_dir)  # refused now, not after training
         self.export_dir = export_dir
         self.val_l2 = PlanL2(protocol)
         self.val_collision = CollisionRate(protocol)
@@ -50,6 +54,11 @@ class PolicyStage(L.LightningModule):
         self.ema: ParameterEMA | None = None
         self._val_generator: torch.Generator | None = None
         self.ue_memo = UEMemo(backbone.ue, max_items=ue_memo_items)
+        # The seed of the training noise (a diffusion head's t and perturbation draws). None: drawn
+        # from torch's global RNG now, so `seed_everything` decides it; checkpoints store it.
+        if train_seed is None:
+            train_seed = int(torch.randint(0, 2**62, (1,)).item())
+        self.train_seed = int(train_seed)
 
     # -- setup ------------------------------------------------------------------------------------
     def setup_ema(self) -> None:
@@ -62,12 +71,17 @@ class PolicyStage(L.LightningModule):
         return self.backbone.ue
 
     def on_fit_start(self) -> None:
+        check_run_folders(self.trainer, self.export_dir)  # before any training, not at export time
+        self._move_ue()
+
+    def on_validation_start(self) -> None:
+        self._move_ue()
+
+    def _move_ue(self) -> None:
         # The frozen UE is not a submodule (it is never trained or checkpointed), so Lightning does
         # not move it: put it on this process's device once.
         if self.ue.device != self.device:
             self.ue.to(self.device)
-
-    on_validation_start = on_fit_start
 
     def decision_targets(self, batch) -> tuple[torch.Tensor | None, torch.Tensor]:
         if self.ae.config.decision_set == "longitudinal3":
@@ -89,6 +103,20 @@ class PolicyStage(L.LightningModule):
         return PlanTarget(waypoints=batch.waypoints, route=batch.route)
 
     # -- training ---------------------------------------------------------------------------------
+    def step_generator(self) -> torch.Generator:
+        """The generator of this optimisation step's training noise: a function of (train_seed,
+        global_step) only, so a run resumed from any checkpoint draws exactly the noise an
+        uninterrupted run draws (nothing depends on the global RNG or on where a run was killed)."""
+        seed = (self.train_seed * 1_000_003 + int(self.global_step)) % (2**63 - 1)
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["automot_train_seed"] = self.train_seed
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "automot_train_seed" in checkpoint:
+            self.train_seed = int(checkpoint["automot_train_seed"])
+
     def losses(self, batch) -> dict[str, torch.Tensor]:
         """{"loss": scalar to minimise, ...named parts}; each stage defines its own."""
         raise NotImplementedError
@@ -113,6 +141,12 @@ class PolicyStage(L.LightningModule):
         clip = self.optim.grad_clip if gradient_clip_val is None else gradient_clip_val
         if clip:
             self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # The sensor sizes the policy is trained with travel with it (policy folder, `input_shapes`);
+        # the AE refuses other sizes from then on, naming both.
+        if self.ae.input_shapes is None:
+            self.ae.input_shapes = batch.sensors.shapes()
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         if self.ema is not None:
