@@ -34,6 +34,15 @@ def build_config(cls: type[C], value: C | dict[str, Any] | None = None, **overri
     unknown = sorted(set(value) - set(known))
     if unknown:
         raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; expected some of {sorted(known)}")
+    required = sorted(
+        n
+        for n, f in known.items()
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and n not in value
+    )
+    if required:
+        raise ValueError(
+            f"{cls.__name__}: missing required field(s) {required}; expected them, got {sorted(value)}"
+        )
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, item in value.items():
@@ -116,7 +125,8 @@ def _describe(hint: Any) -> str:
     if hint is type(None):
         return "null"
     if origin in (list, tuple) and args:
-        inner = _describe(args[0])
+        plural = {int: "ints", float: "numbers", bool: "true/false values", str: "strings"}
+        inner = plural.get(args[0], f"items of type {_describe(args[0])}")
         return (
             f"a list of {inner}"
             if origin is list or args[-1] is Ellipsis

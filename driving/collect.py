@@ -4,8 +4,10 @@ Layout of DIR:  index.json (config + one entry per finished episode) and shards/
 (`driving.shards`). Episode -> seed is fixed by the config (split, seed_start, episodes), each episode
 depends only on its seed, and shards are byte-deterministic, so the dataset is identical whatever the
 number of workers. Shards are written atomically as episodes finish and the index is rewritten
-atomically after each one; a rerun with the same config verifies the shards already there, rebuilds
-the index from them and runs only the missing episodes (no episode is duplicated or lost).
+atomically after each one; a rerun with the same config verifies the shards already there (against
+the index's sha256: a failing shard is named, moved aside and collected again), rebuilds the index from
+them and runs only the missing episodes (no episode is duplicated or lost). A config with more
+episodes or scenarios extends the dataset; any other difference, a foreign folder or a file is refused.
 
 Samples: every `sample_every` policy steps of an episode whose 3 s future is logged (a completed episode
 is driven 3 s past its destination for that). An episode that ends in a collision keeps only the
@@ -29,12 +31,10 @@ import numpy as np
 from automot import spec
 from automot.checks import check_choice
 from automot.io import make_dirs, write_json_atomic
+from driving.collect_folder import INDEX_NAME, SHARD_DIR, prepare_out
 from driving.config import LabelConfig, SensorConfig, SimConfig
 from driving.scenarios import SCENARIOS, SEED_SPLITS, build_scenario, split_seeds
 from driving.shards import FORMAT_VERSION, read_shard, write_shard
-
-INDEX_NAME = "index.json"
-SHARD_DIR = "shards"
 
 
 @dataclass
@@ -284,75 +284,6 @@ def _entry(out: Path, rel: str, config: CollectConfig) -> dict:
     }
 
 
-def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """Dotted paths where two JSON configs differ, with both values."""
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
-    return out
-
-
-def _check_extension(out: Path, old: dict, new: dict) -> None:
-    """A dataset may grow (more episodes per scenario, more scenarios); anything else is another dataset."""
-    growable = ("episodes", "scenarios", "scenario_overrides")
-    same = {k: v for k, v in old.items() if k not in growable} == {
-        k: v for k, v in new.items() if k not in growable
-    }
-    kept = [s for s in old.get("scenarios", [])]
-    overrides_kept = all(
-        old.get("scenario_overrides", {}).get(s) == new["scenario_overrides"].get(s) for s in kept
-    )
-    if (
-        same
-        and overrides_kept
-        and set(kept) <= set(new["scenarios"])
-        and new["episodes"] >= old.get("episodes", 0)
-    ):
-        return
-    diff = "; ".join(_differences(old, new)) or "the config hash"
-    if same and new["episodes"] < old.get("episodes", 0):
-        diff += " (a dataset is only ever extended, never shrunk)"
-    raise ValueError(
-        f"out: expected {out} to hold a dataset with this config, or one this config extends (more episodes or "
-        f"scenarios), got one that differs in: {diff}. Nothing was changed; use another --out folder"
-    )
-
-
-def _prepare_out(out: Path, config_json: dict) -> dict:
-    """Check the destination; return the previous index's entries by file (empty for a new dataset)."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out: expected a dataset folder, got the file {out}")
-    for parent in out.parents:
-        if parent.exists() and not parent.is_dir():
-            raise ValueError(f"out: expected a dataset folder at {out}, but {parent} is a file")
-    index_path = out / INDEX_NAME
-    if index_path.exists():
-        try:
-            previous = json.loads(index_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(
-                f"{index_path}: expected a JSON dataset index, got unreadable JSON ({err})"
-            ) from err
-        if not isinstance(previous, dict) or not isinstance(previous.get("config"), dict):
-            raise ValueError(
-                f"{index_path}: expected a dataset index with a 'config' object, got something else"
-            )
-        if previous.get("config_hash") != _config_hash(config_json):
-            _check_extension(out, previous["config"], config_json)
-        return {e["file"]: e for e in previous.get("episodes", []) if isinstance(e, dict) and "file" in e}
-    others = [p.name for p in out.iterdir() if p.name != SHARD_DIR] if out.is_dir() else []
-    if others:
-        raise ValueError(
-            f"out: expected a new or empty folder, or a dataset written by automot collect, at {out}; got a folder "
-            f"holding {sorted(others)[:4]} and no {INDEX_NAME}. Nothing was written: choose another folder"
-        )
-    return {}
-
-
 def _verified_entry(out: Path, rel: str, config: CollectConfig, known: dict | None) -> dict | None:
     """The index entry of an existing shard, or None (and the shard moved aside, named in a warning)
     when it fails the hash the index recorded for it or cannot be read: it is then collected again."""
@@ -386,7 +317,7 @@ def collect(config: CollectConfig, out_dir: str | Path, workers: int = 1, progre
     out = Path(out_dir)
     config_json = config.to_json()
     plan = config.episodes_plan()
-    known = _prepare_out(out, config_json)
+    known = prepare_out(out, config_json, _config_hash(config_json))
     make_dirs(out / SHARD_DIR, field="out")
     for stale in (out / SHARD_DIR).glob(".*.tmp"):  # left by a killed writer
         stale.unlink()

@@ -45,6 +45,8 @@ class MoTBackbone:
 
     def prefill(self, batch: SensorBatch, *, step: int = 0, time_s: float = 0.0) -> UECache:
         """The slow path: UE over history + prompt -> UECache."""
+        if isinstance(batch, SensorBatch):  # the trained sensor sizes, checked before the UE runs
+            batch.validate().check_shapes(self.ae.input_shapes)
         return self.ue.prefill(batch, step=step, time_s=time_s)
 
     def act(

@@ -179,7 +179,8 @@ class FrozenQwen3VLExpert:
             )
         mask = inputs["attention_mask"].bool()
         valid = mask[:, None, :, None]
-        pkv = out.past_key_values
+        # transformers >= 5.24 names the cache `cache` (reading `past_key_values` logs a deprecation).
+        pkv = out.get("cache") if out.get("cache") is not None else out.past_key_values
         keys = tuple(torch.where(valid, layer.keys, 0.0) for layer in pkv.layers)
         values = tuple(torch.where(valid, layer.values, 0.0) for layer in pkv.layers)
         hidden = torch.where(mask[..., None], out.last_hidden_state, 0.0)

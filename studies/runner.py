@@ -106,6 +106,27 @@ def _make_executor(kind: str, study: Path, workers: int, slurm: dict | None):
     raise ValueError(f"executor: expected one of {list(EXECUTORS)}, got {kind!r}")
 
 
+# What a study folder holds; a folder seeded with some of these (e.g. another study's data) is fine.
+STUDY_ENTRIES = frozenset(
+    {"study.json", "data", "ue", "seeds", "runs", "runs.jsonl", "summary.json", "report.md", "work", "logs",
+     "superseded", ".lock", "ds_by_head.png", "l2_by_horizon.png", "trajectories.png"}
+)  # fmt: skip
+
+
+def check_study_folder(study: Path) -> None:
+    """A study folder is new, empty, a study's or seeded with study outputs; a file or a folder
+    holding anything else is refused."""
+    if study.exists() and not study.is_dir():
+        raise ValueError(f"out: expected a study folder, got the file {study}")
+    foreign = sorted(p.name for p in study.iterdir() if p.name not in STUDY_ENTRIES) if study.is_dir() else []
+    if foreign and not (study / "study.json").exists():
+        names = foreign[:4]
+        raise ValueError(
+            f"out: expected a new or empty folder, or a study started with automot study, at {study}; got a folder "
+            f"holding {names} and no study.json. Nothing was written: choose another folder"
+        )
+
+
 def prepare_study(study: Path, config: StudyConfig, *, force: bool = False) -> None:
     """Create the folder and store the config; a resumed study must have the same config.
 
@@ -113,16 +134,9 @@ def prepare_study(study: Path, config: StudyConfig, *, force: bool = False) -> N
     tasks whose inputs did not change (the data, and the UE if its settings are the same) are kept,
     every other output is moved (never deleted) to `superseded/<n>/`.
     """
-    if study.exists() and not study.is_dir():
-        raise ValueError(f"out: expected a study folder, got the file {study}")
-    path = study / "study.json"
-    if study.is_dir() and not path.exists() and any(p.name != ".lock" for p in study.iterdir()):
-        names = sorted(p.name for p in study.iterdir())[:4]
-        raise ValueError(
-            f"out: expected a new or empty folder, or a study started with automot study, at {study}; got a folder "
-            f"holding {names} and no study.json. Nothing was written: choose another folder"
-        )
+    check_study_folder(study)
     make_dirs(study, field="out")
+    path = study / "study.json"
     wanted = json.loads(json.dumps(config.to_dict()))
     if not path.exists():
         write_json_atomic(path, wanted)
@@ -156,7 +170,6 @@ def _supersede(study: Path, kept: set[str]) -> Path:
     keep = {"data"} if "collect" in kept else set()
     if "ue" in kept:
         keep |= {"ue", "work/ue_ckpt", "logs/ue"}
-    moved = []
     for entry in ("study.json", "ue", "seeds", "runs", "runs.jsonl", "summary.json", "report.md", "work", "logs",
                   "ds_by_head.png", "l2_by_horizon.png", "trajectories.png", "data"):  # fmt: skip
         if entry in keep or not (study / entry).exists():
@@ -167,14 +180,12 @@ def _supersede(study: Path, kept: set[str]) -> Path:
                 if rel not in keep:
                     make_dirs(target / entry)
                     os.replace(child, target / rel)
-                    moved.append(rel)
             continue
         make_dirs(target)
         if entry == "study.json":
             shutil.copy2(study / entry, target / entry)
         else:
             os.replace(study / entry, target / entry)
-        moved.append(entry)
     return target
 
 
@@ -209,8 +220,10 @@ def run_study(
     study = Path(study_dir)
     # Everything the config names is built at toy sizes first: a bad head or preset fails now.
     modules = [*imports, *[m for m in validate_study(config) if m not in imports]]
-    prepare_study(study, config, force=force)
-    with _exclusive(study):
+    check_study_folder(study)
+    make_dirs(study, field="out")
+    with _exclusive(study):  # before the config check: --force moves outputs
+        prepare_study(study, config, force=force)
         return _run_locked(study, config, workers, executor, slurm, progress, modules)
 
 

@@ -47,7 +47,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_fit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from training.lightning_cli import run_lightning_cli
+
+    for i, arg in enumerate(args.extra):  # a missing config file, named before Lightning starts
+        path = arg.split("=", 1)[1] if arg.startswith("--config=") else None
+        if arg in ("--config", "-c") and i + 1 < len(args.extra):
+            path = args.extra[i + 1]
+        if path is not None and not Path(path).is_file():
+            raise ValueError(f"--config: expected an existing YAML config file, got {path}")
 
     run_lightning_cli(["fit", "--weights_only=true", *args.extra])
     return 0
@@ -96,12 +105,27 @@ def run_eval(args: argparse.Namespace) -> int:
         planner = FastSlowPlanner(backbone, refresh_every=args.refresh_every, seed=args.sampling_seed)
         scenarios = args.scenarios or available_scenarios()
         seeds = split_seeds(args.split, args.episodes)
-        result["closed_loop"] = evaluate_closed_loop(planner, scenarios, seeds, records_path=args.records)
+        result["closed_loop"] = evaluate_closed_loop(
+            planner, scenarios, seeds, records_path=args.records, eval_config=_eval_config(backbone)
+        )
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:
         _print_eval(result)
     return 0
+
+
+def _eval_config(backbone):
+    """The world's sensors at the sizes the policy was trained with (camera, RGB history length)."""
+    from driving import EvalConfig
+    from driving.config import CameraConfig, SensorConfig
+
+    shapes = backbone.ae.input_shapes
+    if not shapes:
+        return EvalConfig()
+    _, height, width = shapes["rgb"]
+    camera = CameraConfig(height=height, width=width)
+    return EvalConfig(sensors=SensorConfig(camera=camera, history_frames=shapes["rgb_history"][0]))
 
 
 def _print_eval(result: dict) -> None:

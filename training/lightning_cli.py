@@ -116,7 +116,24 @@ def first_clear_cause(message: str) -> str:
     useful = [line for line in lines if not any(n in line for n in noise)]
     key = _KEY.search(message)
     first = useful[0] if useful else (lines[0] if lines else message)
+    for pattern, replacement in _REWRITES:
+        first = pattern.sub(replacement, first)
     return f"{key.group(1)}: {first}" if key and key.group(1) not in first else first
+
+
+# jsonargparse's own phrasings, said the way the rest of the library says things.
+_REWRITES = (
+    (re.compile(r"Expected a <class '(\w+)'>\. Got value: (.*)"), r"expected a \1, got \2"),
+    (
+        re.compile(r'.*No action for key "(.+?)" to check its value\.?'),
+        r"expected a known argument, got the unknown key '\1'",
+    ),
+    (re.compile(r"Option '(.+?)' is not accepted"), r"expected a known argument, got the unknown key '\1'"),
+    (
+        re.compile(r"Expected a path but (.+?) either not accessible or invalid"),
+        r"expected an importable class path, got \1",
+    ),
+)
 
 
 def clear_cause(err: BaseException) -> str:
@@ -127,9 +144,9 @@ def clear_cause(err: BaseException) -> str:
         seen.add(id(err))
         chain.append(err)
         err = err.__cause__ or err.__context__
-    for e in reversed(chain):
+    for e in reversed(chain):  # the deepest is the one our own code raised
         text = str(e).strip()
-        if isinstance(e, ValueError) and "\n" not in text and _OWN.search(text):
+        if isinstance(e, ValueError) and text and "\n" not in text and "expected" in text.lower():
             return text
     return first_clear_cause(str(chain[0]))
 

@@ -46,9 +46,9 @@ def test_a_folder_holding_other_files_is_refused_and_left_as_it_was(tmp_path):
     target = tmp_path / "results"
     _write(target, {"notes.txt": "mine", "precious/results.csv": "a,b\n1,2\n"})
     ran = []
-    with pytest.raises(ValueError, match=r"export_dir: expected a new or empty folder.*notes.txt"):
-        with export_directory(target, "policy") as tmp:
-            ran.append(tmp)
+    refused = pytest.raises(ValueError, match=r"export_dir: expected a new or empty folder.*notes.txt")
+    with refused, export_directory(target, "policy") as tmp:
+        ran.append(tmp)
     assert not ran  # refused before anything was written
     assert (target / "notes.txt").read_text() == "mine"
     assert (target / "precious/results.csv").read_text() == "a,b\n1,2\n"
@@ -72,10 +72,16 @@ def test_replacing_an_export_keeps_everything_else(tmp_path):
 def test_an_export_of_another_kind_or_a_file_is_refused(tmp_path):
     with export_directory(tmp_path / "p", "policy") as tmp:
         _write(tmp, {"w": "1"})
-    with pytest.raises(ValueError, match=r"export_dir: .*got a 'policy' export"), export_directory(tmp_path / "p", "ue"):
+    with (
+        pytest.raises(ValueError, match=r"export_dir: .*got a 'policy' export"),
+        export_directory(tmp_path / "p", "ue"),
+    ):
         pass
     (tmp_path / "f").write_text("keep")
-    with pytest.raises(ValueError, match=r"export_dir: expected a folder .* got the file"), export_directory(tmp_path / "f", "ue"):
+    with (
+        pytest.raises(ValueError, match=r"export_dir: expected a folder .* got the file"),
+        export_directory(tmp_path / "f", "ue"),
+    ):
         pass
     assert (tmp_path / "f").read_text() == "keep"
 

@@ -1,0 +1,107 @@
+"""Resume: a refiner fit killed mid-training and resumed from its last checkpoint ends bit-for-bit
+with the weights of an uninterrupted fit (its training noise comes from (train_seed, global_step),
+not from the process's global RNG), and its CSV log is continued in the same version folder with
+exactly the rows of the uninterrupted run."""
+
+import csv
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from tests.training.fakes import FakeDataModule
+from training.optim import OptimConfig
+from training.policy import BackboneSpec, save_pretrained
+from training.run_folders import LogVersions, resume_fit_folders
+from training.stages import ActionExpertStage, RefinerStage
+
+TINY_HEAD = {"refiner": {"dim": 32, "depth": 1, "moa": {"num_heads": 4}}}
+STEPS, EVERY, KILL_AT = 12, 4, 6
+
+
+class _Killed(Exception):
+    pass
+
+
+class _KillAt(L.Callback):
+    """kill -9 at a step: from this moment nothing more reaches the disk (no logger flush, no teardown save)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == self.step:
+            for logger in trainer.loggers:
+                logger.save = logger.finalize = lambda *a, **k: None
+            raise _Killed
+
+
+def _trainer(root, *callbacks):
+    return L.Trainer(
+        max_steps=STEPS,
+        limit_val_batches=0,
+        deterministic=True,
+        accelerator="cpu",
+        logger=CSVLogger(save_dir=str(root), name="refiner"),
+        log_every_n_steps=1,
+        callbacks=[
+            ModelCheckpoint(dirpath=str(root / "ckpt"), every_n_train_steps=EVERY, save_last=True),
+            LogVersions(),
+            *callbacks,
+        ],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory):
+    L.seed_everything(0, workers=True)
+    stage = ActionExpertStage(backbone=BackboneSpec(seed=0), optim=OptimConfig(warmup_steps=1))
+    L.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False, limit_val_batches=0, accelerator="cpu").fit(stage, datamodule=FakeDataModule())  # fmt: skip
+    return save_pretrained(stage.ae, tmp_path_factory.mktemp("resume") / "policy_mlp")
+
+
+def _stage(policy, seed):
+    L.seed_everything(seed, workers=True)
+    return RefinerStage(policy=str(policy), head_kwargs=TINY_HEAD, optim=OptimConfig(warmup_steps=1))
+
+
+def _weights(stage):
+    return {k: v.detach().clone() for k, v in stage.ae.state_dict().items()}
+
+
+def _rows(root):
+    (version,) = sorted((root / "refiner").iterdir())  # one version folder: the resumed run continued it
+    with open(version / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_killed_refiner_fit_resumes_bit_for_bit_and_continues_its_log(policy, tmp_path):
+    full = _stage(policy, 0)
+    _trainer(tmp_path / "full").fit(full, datamodule=FakeDataModule(seed=0))
+
+    killed = _stage(policy, 0)
+    with pytest.raises(_Killed):
+        _trainer(tmp_path / "run", _KillAt(KILL_AT)).fit(killed, datamodule=FakeDataModule(seed=0))
+    assert killed.trainer.global_step == KILL_AT  # killed between two checkpoints (4 and 8)
+
+    resumed = _stage(policy, 123)  # a new process: another global RNG state, another drawn train_seed
+    assert resumed.train_seed != full.train_seed
+    trainer = _trainer(tmp_path / "run")
+    last = tmp_path / "run" / "ckpt" / "last.ckpt"
+    resume_fit_folders(trainer, last)
+    trainer.fit(resumed, datamodule=FakeDataModule(seed=0), ckpt_path=str(last), weights_only=True)
+    assert resumed.trainer.global_step == STEPS
+
+    wf, wr, wk = _weights(full), _weights(resumed), _weights(killed)
+    trained = [k for k in wf if k.startswith("head.denoiser.")]
+    assert trained and all(torch.equal(wf[k], wr[k]) for k in wf)
+    assert any(not torch.equal(wf[k], wk[k]) for k in trained)  # the comparison can fail
+
+    full_rows, run_rows = _rows(tmp_path / "full"), _rows(tmp_path / "run")
+    assert [r["step"] for r in run_rows] == [r["step"] for r in full_rows]  # nothing lost, nothing twice
+    assert run_rows == full_rows
