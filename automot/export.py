@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -92,6 +93,7 @@ def export_directory(
     tmp.mkdir(mode=0o777)  # the umask applies, unlike mkdtemp's 0o700
     try:
         yield tmp
+        _honour_umask(tmp)
         files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
         manifest = {"kind": kind, "format": FORMAT, "files": files}
         if check_export_target(path, kind, field=field, legacy=legacy) == "new":
@@ -103,6 +105,14 @@ def export_directory(
             _replace_files(tmp, path, files, manifest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _honour_umask(tmp: Path) -> None:
+    """Give every written file and folder the umask's mode (some writers, e.g. safetensors, make 0o600
+    files whatever the umask); `tmp` itself was made with mkdir(0o777), so it carries the umask."""
+    folder_mode = stat.S_IMODE(tmp.stat().st_mode)
+    for path in tmp.rglob("*"):
+        os.chmod(path, folder_mode if path.is_dir() else folder_mode & 0o666)
 
 
 def _replace_files(tmp: Path, path: Path, files: list[str], manifest: dict) -> None:

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,8 +50,13 @@ def atomic_path(path: str | os.PathLike, *, field: str = "path") -> Iterator[Pat
     make_dirs(path.parent, field=field)
     tmp_path = temporary_name(path)
     os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    mode = stat.S_IMODE(tmp_path.stat().st_mode)  # 0o666 minus the umask
     try:
         yield tmp_path
+        if (
+            stat.S_IMODE(tmp_path.stat().st_mode) != mode
+        ):  # a writer that made its own file (safetensors: 0o600)
+            os.chmod(tmp_path, mode)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

@@ -7,9 +7,10 @@ import os
 import stat
 
 import pytest
+import torch
 
 from automot.export import MANIFEST, export_directory, is_complete_export
-from automot.io import atomic_path, write_json_atomic
+from automot.io import atomic_path, save_safetensors_atomic, write_json_atomic
 
 
 @contextlib.contextmanager
@@ -110,10 +111,13 @@ def test_files_and_folders_honour_the_umask(tmp_path, mask):
     with umask(mask):
         with export_directory(tmp_path / "e", "policy") as tmp:
             _write(tmp, {"w": "1"})
+            (tmp / "w").chmod(0o600)  # as safetensors writes its files, whatever the umask
         write_json_atomic(tmp_path / "j" / "x.json", {"a": 1})
         with atomic_path(tmp_path / "raw.bin") as tmp:
             tmp.write_bytes(b"1")
+        save_safetensors_atomic({"x": torch.zeros(2)}, tmp_path / "w.safetensors")
     assert _mode(tmp_path / "e") == 0o777 & ~mask
-    for f in (tmp_path / "e" / MANIFEST, tmp_path / "j" / "x.json", tmp_path / "raw.bin"):
-        assert _mode(f) == 0o666 & ~mask, f
+    files = ("e/" + MANIFEST, "e/w", "j/x.json", "raw.bin", "w.safetensors")
+    for f in files:
+        assert _mode(tmp_path / f) == 0o666 & ~mask, f
     assert _mode(tmp_path / "j") == 0o777 & ~mask
