@@ -1,6 +1,6 @@
 """Resume: a refiner fit killed mid-training and resumed from its last checkpoint ends bit-for-bit
-with the weights of an uninterrupted fit (its training noise comes from (train_seed, global_step),
-not from the process's global RNG), and its CSV log is continued in the same version folder with
+with the weights and EMA weights of an uninterrupted fit (its training noise comes from (train_seed,
+global_step), not from the process's global RNG; the EMA is updated before the step's checkpoint), and its CSV log is continued in the same version folder with
 exactly the rows of the uninterrupted run."""
 
 import csv
@@ -67,11 +67,13 @@ def policy(tmp_path_factory):
 
 def _stage(policy, seed):
     L.seed_everything(seed, workers=True)
-    return RefinerStage(policy=str(policy), head_kwargs=TINY_HEAD, optim=OptimConfig(warmup_steps=1))
+    optim = OptimConfig(warmup_steps=1, ema_decay=0.9)  # the EMA shadow weights must resume exactly too
+    return RefinerStage(policy=str(policy), head_kwargs=TINY_HEAD, optim=optim)
 
 
 def _weights(stage):
-    return {k: v.detach().clone() for k, v in stage.ae.state_dict().items()}
+    ema = {f"ema.{k}": v for k, v in stage.ema.state_dict().items()}
+    return {k: v.detach().clone() for k, v in {**stage.ae.state_dict(), **ema}.items()}
 
 
 def _rows(root):
@@ -99,7 +101,9 @@ def test_a_killed_refiner_fit_resumes_bit_for_bit_and_continues_its_log(policy, 
 
     wf, wr, wk = _weights(full), _weights(resumed), _weights(killed)
     trained = [k for k in wf if k.startswith("head.denoiser.")]
-    assert trained and all(torch.equal(wf[k], wr[k]) for k in wf)
+    assert trained and all(torch.equal(wf[k], wr[k]) for k in wf if not k.startswith("ema."))
+    assert wf["ema.num_updates"] == STEPS
+    assert [k for k in wf if k.startswith("ema.") and not torch.equal(wf[k], wr[k])] == []
     assert any(not torch.equal(wf[k], wk[k]) for k in trained)  # the comparison can fail
 
     full_rows, run_rows = _rows(tmp_path / "full"), _rows(tmp_path / "run")

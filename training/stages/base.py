@@ -148,7 +148,12 @@ class PolicyStage(L.LightningModule):
         if self.ae.input_shapes is None:
             self.ae.input_shapes = batch.sensors.shapes()
 
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # Here, not in on_train_batch_end: Lightning runs the callbacks' on_train_batch_end (and so
+        # ModelCheckpoint's save) before the module's, so an update there would be missing from the
+        # step's checkpoint and a resumed run's EMA would lag by one update per resume. Once per
+        # optimiser step, also under gradient accumulation.
         if self.ema is not None:
             self.ema.update(self.ae)
 
