@@ -109,3 +109,27 @@ def test_a_killed_refiner_fit_resumes_bit_for_bit_and_continues_its_log(policy, 
     full_rows, run_rows = _rows(tmp_path / "full"), _rows(tmp_path / "run")
     assert [r["step"] for r in run_rows] == [r["step"] for r in full_rows]  # nothing lost, nothing twice
     assert run_rows == full_rows
+
+
+def test_global_rng_draws_in_a_training_step_depend_on_the_step_only(policy):
+    """Dropout in a plug-in head (or any global-RNG draw inside a step) repeats on resume: a fresh
+    process has another global RNG state, but the step's draws come from (train_seed, step)."""
+    stage = _stage(policy, 0)
+    drawn = []
+
+    def losses(batch):
+        drawn.append(torch.nn.functional.dropout(torch.ones(64), p=0.5, training=True))
+        return {"loss": torch.zeros((), requires_grad=True)}
+
+    stage.losses = losses
+    batch = next(iter(FakeDataModule().train_dataloader()))
+    for seed in (1, 2):  # two processes, two global RNG states
+        torch.manual_seed(seed)
+        before = torch.get_rng_state()
+        stage.training_step(batch, 0)
+        assert torch.equal(torch.get_rng_state(), before)  # the outer global RNG is left as it was
+    assert torch.equal(drawn[0], drawn[1]) and not torch.equal(drawn[0], torch.ones(64) * 2)
+    other = _stage(policy, 5)  # another train_seed: other draws
+    other.losses = losses
+    other.training_step(batch, 0)
+    assert not torch.equal(drawn[2], drawn[0])

@@ -24,6 +24,7 @@ from training.metrics import CollisionRate, DecisionAccuracy, PlanL2
 from training.optim import OptimConfig, ParameterEMA, build_optimizer, build_scheduler
 from training.policy import check_policy_target, save_pretrained
 from training.run_folders import check_run_folders
+from training.step_rng import CHECKPOINT_KEY, draw_train_seed, step_generator, step_global_rng
 from training.ue_memo import UEMemo
 
 
@@ -57,7 +58,7 @@ class PolicyStage(L.LightningModule):
         # The seed of the training noise (a diffusion head's t and perturbation draws). None: drawn
         # from torch's global RNG now, so `seed_everything` decides it; checkpoints store it.
         if train_seed is None:
-            train_seed = int(torch.randint(0, 2**62, (1,)).item())
+            train_seed = draw_train_seed()
         self.train_seed = int(train_seed)
 
     # -- setup ------------------------------------------------------------------------------------
@@ -107,22 +108,23 @@ class PolicyStage(L.LightningModule):
         """The generator of this optimisation step's training noise: a function of (train_seed,
         global_step) only, so a run resumed from any checkpoint draws exactly the noise an
         uninterrupted run draws (nothing depends on the global RNG or on where a run was killed)."""
-        seed = (self.train_seed * 1_000_003 + int(self.global_step)) % (2**63 - 1)
-        return torch.Generator(device=self.device).manual_seed(seed)
+        return step_generator(self.train_seed, self.global_step, self.device)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["automot_train_seed"] = self.train_seed
+        checkpoint[CHECKPOINT_KEY] = self.train_seed
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if "automot_train_seed" in checkpoint:
-            self.train_seed = int(checkpoint["automot_train_seed"])
+        if CHECKPOINT_KEY in checkpoint:
+            self.train_seed = int(checkpoint[CHECKPOINT_KEY])
 
     def losses(self, batch) -> dict[str, torch.Tensor]:
         """{"loss": scalar to minimise, ...named parts}; each stage defines its own."""
         raise NotImplementedError
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        parts = self.losses(batch)
+        # Global-RNG draws in the step (dropout in a plug-in head, ...) depend on (train_seed, step) only.
+        with step_global_rng(self.train_seed, self.global_step, self.device):
+            parts = self.losses(batch)
         b = batch.waypoints.shape[0]
         self.log("train/loss", parts["loss"], prog_bar=True, batch_size=b)
         self.log_dict({f"train/{k}": v for k, v in parts.items() if k != "loss"}, batch_size=b)

@@ -23,6 +23,7 @@ from mot.qwen_offline import EOS_TOKEN, build_raw_qwen3vl, save_qwen3vl
 from mot.understanding import ue_prompt_text
 from training.optim import OptimConfig, build_optimizer, build_scheduler
 from training.run_folders import check_run_folders
+from training.step_rng import CHECKPOINT_KEY, draw_train_seed, step_global_rng
 
 IGNORE = -100
 
@@ -34,6 +35,7 @@ class UEPretrainStage(L.LightningModule):
         ue: dict[str, Any] | None = None,
         optim: OptimConfig | None = None,
         export_dir: str | None = None,
+        train_seed: int | None = None,
     ) -> None:
         super().__init__()
         base = preset_config(preset).ue
@@ -50,6 +52,9 @@ class UEPretrainStage(L.LightningModule):
         self.export_dir = export_dir
         tok = self.processor.tokenizer
         self._im_start = tok.convert_tokens_to_ids("<|im_start|>")
+        # Global-RNG draws of a step (e.g. a UE config with attention dropout) come from (train_seed,
+        # step) only (`training.step_rng`); None: drawn now from the global RNG; checkpoints store it.
+        self.train_seed = draw_train_seed() if train_seed is None else int(train_seed)
 
     def lm_inputs(self, sensors, answers: list[str]) -> dict[str, torch.Tensor]:
         """Processor inputs + labels: the UE's prompt (images + navigation prompt) followed by the
@@ -80,8 +85,16 @@ class UEPretrainStage(L.LightningModule):
         acc = ((logits.argmax(-1) == labels) & valid).sum() / valid.sum().clamp_min(1)
         return out.loss, acc
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = self.train_seed
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if CHECKPOINT_KEY in checkpoint:
+            self.train_seed = int(checkpoint[CHECKPOINT_KEY])
+
     def training_step(self, batch, batch_idx: int):
-        loss, acc = self._loss(batch)
+        with step_global_rng(self.train_seed, self.global_step, self.device):
+            loss, acc = self._loss(batch)
         b = len(batch.scene_text)
         self.log("train/lm_loss", loss, prog_bar=True, batch_size=b)
         self.log("train/token_acc", acc, batch_size=b)
