@@ -111,6 +111,7 @@ def test_a_killed_refiner_fit_resumes_bit_for_bit_and_continues_its_log(policy, 
     assert run_rows == full_rows
 
 
+@pytest.mark.filterwarnings("ignore:.*reference is not registered on the model")  # a step without a Trainer
 def test_global_rng_draws_in_a_training_step_depend_on_the_step_only(policy):
     """Dropout in a plug-in head (or any global-RNG draw inside a step) repeats on resume: a fresh
     process has another global RNG state, but the step's draws come from (train_seed, step)."""
