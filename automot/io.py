@@ -1,7 +1,9 @@
 """Atomic file writes and safe (pickle-free) weight files.
 
 Long jobs and checkpoints write to a temporary file in the destination folder and rename it into
-place, so an interrupted process never leaves a half-written file under the final name.
+place, so an interrupted process never leaves a half-written file under the final name. Files and
+folders are created with the usual modes minus the umask (never mkstemp's private 0600), so a team
+on shared storage can read each other's results. Export folders (policies, UEs) are `automot.export`.
 """
 
 from __future__ import annotations
@@ -9,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import tempfile
+import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,43 +20,47 @@ import torch
 from safetensors.torch import load_file, save_file
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; on success it is renamed onto `path` (atomic on POSIX)."""
+def temporary_name(path: Path) -> Path:
+    """A fresh hidden name next to `path` for a file or folder being written (`.name.<random>.tmp`)."""
+    return path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+
+
+def make_dirs(path: str | os.PathLike, *, field: str = "path") -> Path:
+    """`mkdir -p` honouring the umask; a file in the way is a `ValueError` naming `field`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    for part in (path, *path.parents):
+        if part.exists() and not part.is_dir():
+            raise ValueError(
+                f"{field}: expected a folder (or a path that can become one) at {path}, but {part} is a file"
+            )
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, field: str = "path") -> Iterator[Path]:
+    """Yield a temporary path next to `path`; on success it is renamed onto `path` (atomic on POSIX).
+
+    The temporary file is created with mode 0o666 minus the umask (as `open` would), not mkstemp's
+    0o600, so results on shared storage are readable by whoever the umask lets read them.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{field}: expected a file path, got the folder {path}")
+    make_dirs(path.parent, field=field)
+    tmp_path = temporary_name(path)
+    os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    mode = stat.S_IMODE(tmp_path.stat().st_mode)  # 0o666 minus the umask
     try:
         yield tmp_path
+        if (
+            stat.S_IMODE(tmp_path.stat().st_mode) != mode
+        ):  # a writer that made its own file (safetensors: 0o600)
+            os.chmod(tmp_path, mode)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
-
-
-@contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder next to `path`; on success it replaces `path` (which may exist).
-
-    Readers see either the old complete folder or the new complete one, never a half-written one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
-        yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
@@ -66,22 +72,29 @@ def write_json_atomic(path: str | os.PathLike, obj: object) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def append_jsonl(path: str | os.PathLike, record: dict) -> None:
+def append_jsonl(path: str | os.PathLike, record: dict, *, field: str = "records") -> None:
     """Append one JSON line and fsync, so a finished record survives a kill right after."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise ValueError(f"{field}: expected a JSON-lines file, got the folder {path}")
+    make_dirs(path.parent, field=field)
     with open(path, "a") as f:
         f.write(json.dumps(record, sort_keys=True) + "\n")
         f.flush()
         os.fsync(f.fileno())
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
+def read_jsonl(path: str | os.PathLike, *, field: str = "records") -> list[dict]:
     """Read JSON lines; a torn last line (the writer was killed mid-write) is ignored, any other bad line raises."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{field}: expected a JSON-lines file, got the folder {path}")
     if not path.exists():
         return []
-    lines = path.read_text().splitlines()
+    try:
+        lines = path.read_text().splitlines()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{field}: expected a JSON-lines text file at {path}, got binary content") from err
     records = []
     for i, line in enumerate(lines):
         if not line.strip():
@@ -91,7 +104,9 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
         except json.JSONDecodeError as err:
             if i == len(lines) - 1:
                 break
-            raise ValueError(f"{path}: line {i + 1} is not valid JSON ({err})") from err
+            raise ValueError(
+                f"{field}: expected JSON lines in {path}, line {i + 1} is not valid JSON ({err})"
+            ) from err
     return records
 
 
@@ -106,13 +121,20 @@ def save_safetensors_atomic(
 
 def load_safetensors(path: str | os.PathLike, device: str = "cpu") -> dict[str, torch.Tensor]:
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise ValueError(f"weights file: expected {path} to exist, it does not")
-    return load_file(str(path), device=device)
+    try:
+        return load_file(str(path), device=device)
+    except Exception as err:  # safetensors raises its own SafetensorError / OSError for a damaged file
+        raise ValueError(
+            f"weights file {path}: expected a complete safetensors file, got an unreadable one "
+            f"({type(err).__name__}: {err}); the file is truncated or not safetensors"
+        ) from err
 
 
 def load_state_dict_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
-    """Load `state` into `module`, raising `ValueError` that lists every missing, unexpected or mis-shaped key."""
+    """Load `state` into `module`, raising `ValueError` that lists every missing, unexpected, mis-shaped
+    or mis-typed key (nothing is cast or dropped)."""
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -121,7 +143,12 @@ def load_state_dict_strict(module: torch.nn.Module, state: dict[str, torch.Tenso
         for k in set(own) & set(state)
         if own[k].shape != state[k].shape
     )
-    if missing or unexpected or shape:
+    dtype = sorted(
+        f"{k}: expected {own[k].dtype}, got {state[k].dtype}"
+        for k in set(own) & set(state)
+        if own[k].dtype != state[k].dtype
+    )
+    if missing or unexpected or shape or dtype:
         parts = []
         if missing:
             parts.append(f"missing keys {missing}")
@@ -129,5 +156,7 @@ def load_state_dict_strict(module: torch.nn.Module, state: dict[str, torch.Tenso
             parts.append(f"unexpected keys {unexpected}")
         if shape:
             parts.append(f"shape mismatches {shape}")
+        if dtype:  # load_state_dict would cast silently
+            parts.append(f"dtype mismatches {dtype}")
         raise ValueError(f"checkpoint {source} does not match {type(module).__name__}: " + "; ".join(parts))
     module.load_state_dict(state, strict=True)

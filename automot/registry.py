@@ -1,4 +1,6 @@
-"""A name -> factory registry, one per family of swappable parts (heads, noise models, schedulers, ...)."""
+"""A name -> factory registry, one per family of swappable parts (heads, noise models, schedulers, ...).
+
+A name that is not registered yet triggers loading the installed plug-ins (`automot.plugins`) once."""
 
 from __future__ import annotations
 
@@ -26,7 +28,14 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> Callable[..., T]:
         if name not in self._entries:
-            raise ValueError(f"unknown {self.family} {name!r}; expected one of {self.names()}")
+            from automot.plugins import load_entry_points
+
+            load_entry_points()  # an installed plug-in may register it (group "automot.plugins")
+        if name not in self._entries:
+            raise ValueError(
+                f"unknown {self.family} {name!r}; expected one of {self.names()} "
+                "(a plug-in's name needs its module imported: automot --import MODULE)"
+            )
         return self._entries[name]
 
     def build(self, name: str, /, *args, **kwargs) -> T:

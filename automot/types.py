@@ -60,6 +60,8 @@ class SensorBatch:
         return self.rgb.shape[0]
 
     def validate(self) -> SensorBatch:
+        """Shapes, dtypes (images uint8, everything else float32: nothing is cast), finite values and
+        one non-empty prompt per sample; raises `ValueError` naming the field."""
         dims: dict[str, int] = {}
         check_tensor(
             "SensorBatch.rgb_history",
@@ -69,16 +71,52 @@ class SensorBatch:
             dtype=torch.uint8,
         )
         check_tensor("SensorBatch.rgb", self.rgb, ("B", 3, None, None), dims=dims, dtype=torch.uint8)
-        check_tensor("SensorBatch.bev", self.bev, ("B", len(spec.BEV_CHANNELS), None, None), dims=dims)
-        check_tensor("SensorBatch.ego_state", self.ego_state, ("B", spec.EGO_STATE_DIM), dims=dims)
+        f32 = torch.float32
         check_tensor(
-            "SensorBatch.ego_history", self.ego_history, ("B", spec.HISTORY_LEN, spec.HISTORY_DIM), dims=dims
+            "SensorBatch.bev", self.bev, ("B", len(spec.BEV_CHANNELS), None, None), dims=dims, dtype=f32
         )
-        check_tensor("SensorBatch.target_point", self.target_point, ("B", 2), dims=dims)
-        if len(self.prompts) != dims["B"]:
-            raise ValueError(
-                f"SensorBatch.prompts: expected {dims['B']} prompts (one per sample), got {len(self.prompts)}"
+        check_tensor("SensorBatch.ego_state", self.ego_state, ("B", spec.EGO_STATE_DIM), dims=dims, dtype=f32)
+        check_tensor(
+            "SensorBatch.ego_history",
+            self.ego_history,
+            ("B", spec.HISTORY_LEN, spec.HISTORY_DIM),
+            dims=dims,
+            dtype=f32,
+        )
+        check_tensor("SensorBatch.target_point", self.target_point, ("B", 2), dims=dims, dtype=f32)
+        if not isinstance(self.prompts, (list, tuple)) or len(self.prompts) != dims["B"]:
+            got = (
+                len(self.prompts) if isinstance(self.prompts, (list, tuple)) else type(self.prompts).__name__
             )
+            raise ValueError(f"SensorBatch.prompts: expected {dims['B']} prompts (one per sample), got {got}")
+        for i, prompt in enumerate(self.prompts):
+            if not isinstance(prompt, str) or not prompt.strip():
+                raise ValueError(
+                    f"SensorBatch.prompts: expected a non-empty navigation prompt per sample, got {prompt!r} at index {i}"
+                )
+        return self
+
+    def shapes(self) -> dict[str, list[int]]:
+        """Per-sample sensor shapes: rgb_history [T, V, 3, H, W], rgb [3, H, W], bev [C, Hb, Wb]."""
+        return {
+            "rgb_history": list(self.rgb_history.shape[1:]),
+            "rgb": list(self.rgb.shape[1:]),
+            "bev": list(self.bev.shape[1:]),
+        }
+
+    def check_shapes(
+        self, expected: dict[str, list[int]] | None, *, source: str = "the policy"
+    ) -> SensorBatch:
+        """`ValueError` naming both shapes when a sensor differs from what `source` was trained with."""
+        if not expected:
+            return self
+        got = self.shapes()
+        for name, want in expected.items():
+            if name in got and list(want) != got[name]:
+                raise ValueError(
+                    f"SensorBatch.{name}: expected per-sample shape {tuple(want)} (what {source} was trained "
+                    f"with), got {tuple(got[name])}"
+                )
         return self
 
     def select(self, indices: list[int]) -> SensorBatch:

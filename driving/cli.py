@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+
+from automot.cli import positive_float, positive_int
 
 ALL_SCENARIOS = ("highway", "merge", "roundabout", "intersection")
 
@@ -30,20 +33,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     collect = subparsers.add_parser("collect", help="run the expert and write a labelled dataset (resumable)")
     collect.add_argument("--scenarios", nargs="+", default=list(ALL_SCENARIOS), metavar="NAME")
-    collect.add_argument("--episodes", type=int, default=4, help="episodes per scenario")
+    collect.add_argument("--episodes", type=positive_int, default=4, help="episodes per scenario")
     collect.add_argument("--split", choices=("train", "val", "test"), default="train")
     collect.add_argument("--seed-start", type=int, default=0, help="first seed offset inside the split")
     collect.add_argument("--out", required=True, help="dataset directory (index.json + shards/)")
-    collect.add_argument("--workers", type=int, default=1)
-    collect.add_argument("--sample-every", type=int, default=1, help="policy steps between samples")
+    collect.add_argument("--workers", type=positive_int, default=1)
+    collect.add_argument("--sample-every", type=positive_int, default=1, help="policy steps between samples")
     collect.add_argument(
         "--async-fraction", type=float, default=0.0, help="share of NuSync-style asynchronous samples"
     )
-    collect.add_argument("--image-size", type=int, default=64, help="camera height = width [px]")
+    collect.add_argument("--image-size", type=positive_int, default=64, help="camera height = width [px]")
     collect.add_argument(
-        "--density", type=float, default=None, help="traffic density multiplier for every scenario"
+        "--density", type=positive_float, default=None, help="traffic density multiplier for every scenario"
     )
-    collect.add_argument("--duration", type=float, default=None, help="time limit [s] for every scenario")
+    collect.add_argument(
+        "--duration", type=positive_float, default=None, help="time limit [s] for every scenario"
+    )
     collect.add_argument(
         "--unlabeled", action="store_true", help="write observations only (no expert labels)"
     )
@@ -59,12 +64,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _closed_loop_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenario", nargs="+", default=list(ALL_SCENARIOS), metavar="NAME")
-    parser.add_argument("--episodes", type=int, default=20, help="episodes per scenario")
+    parser.add_argument("--episodes", type=positive_int, default=20, help="episodes per scenario")
     parser.add_argument("--split", choices=("train", "val", "test"), default="test")
     parser.add_argument("--seed-start", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--density", type=float, default=None)
-    parser.add_argument("--duration", type=float, default=None)
+    parser.add_argument("--workers", type=positive_int, default=1)
+    parser.add_argument("--density", type=positive_float, default=None)
+    parser.add_argument("--duration", type=positive_float, default=None)
     parser.add_argument("--records", default=None, help="JSON-lines file of episode records (resumes)")
     parser.add_argument(
         "--gif", default=None, metavar="DIR", help="save a GIF of every episode (single process)"
@@ -81,6 +86,23 @@ def _overrides(args) -> dict:
     return out
 
 
+def _check_common(args) -> None:
+    """Values argparse's types let through but the job cannot use: named, expected, received."""
+    if getattr(args, "workers", 1) < 1:
+        raise ValueError(f"--workers: expected an int >= 1, got {args.workers}")
+    if getattr(args, "episodes", 1) < 1:
+        raise ValueError(f"--episodes: expected an int >= 1, got {args.episodes}")
+    records = getattr(args, "records", None)
+    if records is not None and Path(records).is_dir():
+        raise ValueError(
+            f"--records: expected a JSON-lines file (created if missing), got the folder {records}"
+        )
+    for name in ("density", "duration"):
+        value = getattr(args, name, None)
+        if value is not None and not value > 0:
+            raise ValueError(f"--{name}: expected a number > 0, got {value}")
+
+
 def _run_expert(args) -> int:
     import time
 
@@ -89,6 +111,7 @@ def _run_expert(args) -> int:
     from driving.scenarios import build_scenario, split_seeds
     from driving.scoring import summarize
 
+    _check_common(args)
     start = time.perf_counter()
     seeds = split_seeds(args.split, args.episodes, args.seed_start)
     policy = build_policy(args.policy)
@@ -130,6 +153,9 @@ def _run_collect(args) -> int:
     from driving.collect import CollectConfig, collect
     from driving.config import CameraConfig, SensorConfig
 
+    _check_common(args)
+    if args.image_size < 8:
+        raise ValueError(f"--image-size: expected an int >= 8 (pixels), got {args.image_size}")
     overrides = _overrides(args)
     config = CollectConfig(
         scenarios=args.scenarios,
@@ -168,6 +194,8 @@ def _run_viz(args) -> int:
     from driving.dataset import DrivingDataset, read_index
     from driving.viz import plot_sample
 
+    if Path(args.out).is_dir():
+        raise ValueError(f"--out: expected a PNG file path, got the folder {args.out}")
     dataset = DrivingDataset(args.data)
     bev = read_index(args.data)["config"]["sensors"]["bev"]
     if not 0 <= args.index < len(dataset):

@@ -4,8 +4,10 @@ Layout of DIR:  index.json (config + one entry per finished episode) and shards/
 (`driving.shards`). Episode -> seed is fixed by the config (split, seed_start, episodes), each episode
 depends only on its seed, and shards are byte-deterministic, so the dataset is identical whatever the
 number of workers. Shards are written atomically as episodes finish and the index is rewritten
-atomically after each one; a rerun with the same config verifies the shards already there, rebuilds
-the index from them and runs only the missing episodes (no episode is duplicated or lost).
+atomically after each one; a rerun with the same config verifies the shards already there (against
+the index's sha256: a failing shard is named, moved aside and collected again), rebuilds the index from
+them and runs only the missing episodes (no episode is duplicated or lost). A config with more
+episodes or scenarios extends the dataset; any other difference, a foreign folder or a file is refused.
 
 Samples: every `sample_every` policy steps of an episode whose 3 s future is logged (a completed episode
 is driven 3 s past its destination for that). An episode that ends in a collision keeps only the
@@ -23,6 +25,8 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing as mp
+import os
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -32,13 +36,11 @@ import numpy as np
 
 from automot import spec
 from automot.checks import check_choice
-from automot.io import write_json_atomic
+from automot.io import make_dirs, write_json_atomic
+from driving.collect_folder import INDEX_NAME, SHARD_DIR, prepare_out
 from driving.config import LabelConfig, SensorConfig, SimConfig
 from driving.scenarios import SCENARIOS, SEED_SPLITS, build_scenario, split_seeds
 from driving.shards import FORMAT_VERSION, read_shard, shard_fields, write_shard
-
-INDEX_NAME = "index.json"
-SHARD_DIR = "shards"
 
 
 @dataclass
@@ -299,6 +301,26 @@ def _entry(out: Path, rel: str, config: CollectConfig) -> dict:
     }
 
 
+def _verified_entry(out: Path, rel: str, config: CollectConfig, known: dict | None) -> dict | None:
+    """The index entry of an existing shard, or None (and the shard moved aside, named in a warning)
+    when it fails the hash the index recorded for it or cannot be read: it is then collected again."""
+    path = out / rel
+    problem = None
+    if known is not None and "sha256" in known:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != known["sha256"]:
+            problem = f"fails its hash (index {known['sha256'][:12]}..., file {digest[:12]}...)"
+    if problem is None:
+        try:
+            return _entry(out, rel, config)
+        except ValueError as err:
+            problem = f"is unreadable ({err})"
+    aside = path.with_name(path.name + ".corrupt")
+    os.replace(path, aside)
+    warnings.warn(f"collect: shard {path} {problem}; kept as {aside.name} and collected again", stacklevel=3)
+    return None
+
+
 def collect(
     config: CollectConfig,
     out_dir: str | Path,
@@ -306,25 +328,21 @@ def collect(
     progress: bool = True,
     on_episode: Callable[[int], None] | None = None,
 ) -> dict:
-    """Collect (or resume collecting) the dataset described by `config` into `out_dir`; returns the index.
-    `on_episode(done)` is called after each episode with the number of episodes collected so far."""
+    """Collect, resume, extend or repair the dataset described by `config` in `out_dir`; returns the index.
+    `on_episode(done)` is called after each episode with the number of episodes collected so far.
+
+    An existing dataset with the same config resumes; one that `config` extends (more episodes per
+    scenario, more scenarios) keeps every shard and collects only the new episodes; a shard that fails
+    the hash in the index is named, moved aside (`.corrupt`) and collected again. Any other folder
+    content, or a file at `out_dir`, is refused before anything is written.
+    """
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers: expected an int >= 1, got {workers!r}")
     out = Path(out_dir)
     config_json = config.to_json()
     plan = config.episodes_plan()
-    index_path = out / INDEX_NAME
-    if index_path.exists():
-        try:
-            previous = json.loads(index_path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(
-                f"{index_path}: expected a JSON dataset index, got unreadable JSON ({err})"
-            ) from err
-        if previous.get("config_hash") != _config_hash(config_json):
-            raise ValueError(
-                f"{out}: expected a dataset collected with this config (hash {_config_hash(config_json)}), got one with "
-                f"hash {previous.get('config_hash')}; use another directory"
-            )
-    (out / SHARD_DIR).mkdir(parents=True, exist_ok=True)
+    known = prepare_out(out, config_json, _config_hash(config_json))
+    make_dirs(out / SHARD_DIR, field="out")
     for stale in (out / SHARD_DIR).glob(".*.tmp"):  # left by a killed writer
         stale.unlink()
     expected = {shard_name(s, seed): (s, seed) for s, seed in plan}
@@ -333,9 +351,11 @@ def collect(
         rel = f"{SHARD_DIR}/{path.name}"
         if rel not in expected:
             raise ValueError(
-                f"{path}: expected only shards of this collection in {out}, got an unexpected shard"
+                f"out: expected only shards of this collection in {out}, got the unexpected shard {path}"
             )
-        entries[expected[rel]] = _entry(out, rel, config)
+        entry = _verified_entry(out, rel, config, known.get(rel))
+        if entry is not None:
+            entries[expected[rel]] = entry
     todo = [key for key in plan if key not in entries]
     _write_index(out, config_json, entries, plan, complete=not todo)
     bar = None

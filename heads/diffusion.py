@@ -23,7 +23,8 @@ from automot.checks import check_positive
 from automot.collision import plan_collisions
 from automot.config import build_config
 from heads.base import PlanningHead, register_head
-from heads.mlp import MLPHead, MLPHeadConfig, plan_l1_loss
+from heads.losses import plan_l1_loss
+from heads.mlp import MLPHead, MLPHeadConfig
 from heads.types import ActionContext, ContextDims, Plan, PlanTarget
 from refiner.denoiser import DenoiserConfig, TruncatedDenoiser
 from refiner.model import RefinerConfig, RefinerMemory, TrajectoryRefiner
@@ -98,9 +99,17 @@ class DiffusionHead(PlanningHead):
         )
         return cls(mlp_head.dims, config, prior_head=mlp_head)
 
+    supports_samples = True
+    is_stochastic = True
+    refines_prior = True
+
     @property
-    def is_stochastic(self) -> bool:
-        return True
+    def prior_head(self) -> MLPHead:
+        return self.prior
+
+    @property
+    def trains_prior(self) -> bool:
+        return self.config.differentiable_prior
 
     def _prior(self, ctx: ActionContext) -> Plan:
         plan = self.prior(ctx)
@@ -128,7 +137,6 @@ class DiffusionHead(PlanningHead):
         t_start: int | None = None,
     ) -> Plan:
         """ctx -> Plan(waypoints (B, Nw, 2), route (B, Nr, 2), samples (B, K, ...), prior (B, ...))."""
-        ctx.validate(self.dims)
         if generator is None:
             generator = torch.Generator(device=ctx.plan_latents.device).manual_seed(self.config.default_seed)
         prior = self.prior(ctx)
@@ -154,7 +162,6 @@ class DiffusionHead(PlanningHead):
     def loss(
         self, ctx: ActionContext, target: PlanTarget, *, generator: torch.Generator | None = None
     ) -> dict[str, torch.Tensor]:
-        ctx.validate(self.dims)
         target.validate(
             num_waypoints=self.dims.num_waypoints, num_route=self.dims.num_route, batch_size=ctx.batch_size
         )

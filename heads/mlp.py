@@ -21,6 +21,7 @@ from torch import nn
 from automot import spec
 from automot.checks import check_choice, check_positive
 from heads.base import PlanningHead, register_head
+from heads.losses import plan_l1_loss, weighted_waypoint_l1  # noqa: F401  (re-exported)
 from heads.types import ActionContext, ContextDims, Plan, PlanTarget
 
 WAYPOINT_MODES = ("absolute", "delta")
@@ -59,21 +60,6 @@ def _mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
     )
 
 
-def weighted_waypoint_l1(
-    pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, sample_weight: torch.Tensor | None = None
-) -> torch.Tensor:
-    """L1 over (B, Nw, 2) with per-waypoint weights (Nw,), normalised so equal errors give the plain L1;
-    `sample_weight` (B,) weights the batch mean (None: all 1)."""
-    per_sample = ((pred - target).abs().mean(dim=-1) * weights).sum(dim=-1) / weights.sum()  # (B,)
-    return _batch_mean(per_sample, sample_weight)
-
-
-def _batch_mean(values: torch.Tensor, sample_weight: torch.Tensor | None) -> torch.Tensor:
-    if sample_weight is None:
-        return values.mean()
-    return (values * sample_weight).sum() / sample_weight.sum().clamp_min(1.0)
-
-
 @register_head("mlp")
 class MLPHead(PlanningHead):
     """Deterministic waypoint + route decoder over the AE's planning-query latents."""
@@ -101,7 +87,6 @@ class MLPHead(PlanningHead):
 
     def forward(self, ctx: ActionContext, *, generator: torch.Generator | None = None) -> Plan:
         """ctx.plan_latents (B, Nw+Nr, D_ae) -> Plan(waypoints (B, Nw, 2), route (B, Nr, 2))."""
-        ctx.validate(self.dims)
         wp_latents, route_latents = ctx.plan_latents.split(
             [self.dims.num_waypoints, self.dims.num_route], dim=1
         )
@@ -116,29 +101,12 @@ class MLPHead(PlanningHead):
         route = torch.cumsum(self.route_mlp(route_latents) * self.route_step_scale, dim=1)
         return Plan(waypoints=waypoints, route=route)
 
-    def loss(self, ctx: ActionContext, target: PlanTarget) -> dict[str, torch.Tensor]:
+    def loss(
+        self, ctx: ActionContext, target: PlanTarget, *, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
         c = self.config
         target.validate(
             num_waypoints=self.dims.num_waypoints, num_route=self.dims.num_route, batch_size=ctx.batch_size
         )
         plan = self(ctx)
         return plan_l1_loss(plan, target, self.waypoint_weights, c.waypoint_loss_weight, c.route_loss_weight)
-
-
-def plan_l1_loss(
-    plan: Plan,
-    target: PlanTarget,
-    waypoint_weights: torch.Tensor,
-    waypoint_loss_weight: float,
-    route_loss_weight: float,
-    sample_weight: torch.Tensor | None = None,
-) -> dict[str, torch.Tensor]:
-    """The trajectory L1 of eq. 2 / eq. 9: weighted waypoint L1 + route L1 (`sample_weight` (B,) weights
-    the batch mean)."""
-    wp = weighted_waypoint_l1(plan.waypoints, target.waypoints, waypoint_weights, sample_weight)
-    route = _batch_mean((plan.route - target.route).abs().mean(dim=(-1, -2)), sample_weight)
-    return {
-        "loss": waypoint_loss_weight * wp + route_loss_weight * route,
-        "waypoint_l1": wp,
-        "route_l1": route,
-    }

@@ -24,7 +24,6 @@ import torch
 from torch import nn
 
 from automot import spec
-from automot.checks import check_tensor
 from automot.types import SensorBatch
 from heads import ActionContext, ContextDims, Plan, PlanningHead, build_head
 from mot.cache import UECache
@@ -62,6 +61,9 @@ class ActionExpert(nn.Module):
     def __init__(self, config: MoTConfig, geometry: UEGeometry) -> None:
         super().__init__()
         self.config, self.geometry = config, geometry
+        # Per-sample sensor shapes (`SensorBatch.shapes()`) the AE was trained with; recorded by the
+        # training stages, saved in the policy folder, checked on every batch. None: not trained yet.
+        self.input_shapes: dict[str, list[int]] | None = None
         c, g = config.ae, geometry
         d = c.hidden_size
         self.num_heads = c.num_heads(g)
@@ -121,12 +123,11 @@ class ActionExpert(nn.Module):
 
     def embed(self, batch: SensorBatch) -> torch.Tensor:
         """The action tokens before the transformer: SensorBatch -> (B, L, D) in segment order."""
+        if not isinstance(batch, SensorBatch):
+            raise ValueError(f"batch: expected a SensorBatch, got {type(batch).__name__}")
+        # The boundary: shapes, dtypes, finite values, and the sensor sizes this AE was trained with.
+        batch.validate().check_shapes(self.input_shapes)
         b = batch.batch_size
-        check_tensor("SensorBatch.rgb", batch.rgb, (b, 3, None, None), dtype=torch.uint8)
-        check_tensor("SensorBatch.bev", batch.bev, (b, len(spec.BEV_CHANNELS), None, None))
-        check_tensor("SensorBatch.target_point", batch.target_point, (b, 2))
-        check_tensor("SensorBatch.ego_state", batch.ego_state, (b, spec.EGO_STATE_DIM))
-        check_tensor("SensorBatch.ego_history", batch.ego_history, (b, spec.HISTORY_LEN, spec.HISTORY_DIM))
         dev = self.decision_queries.device
         # `plan_queries` is stored waypoints then route whatever the order in the sequence.
         waypoints, route = self.plan_queries[: spec.NUM_WAYPOINTS], self.plan_queries[spec.NUM_WAYPOINTS :]
@@ -196,7 +197,7 @@ class ActionExpert(nn.Module):
             ego_history=batch.ego_history.to(dev, h.dtype),
             reasoning_tokens=cache.hidden.to(dev, h.dtype),
             reasoning_mask=reasoning_mask.to(dev),
-        )
+        ).validate(self.context_dims)  # what every head may rely on: right shapes, finite values
         plan = self.head(ctx, generator=generator) if with_plan else None
         return MoTOutput(
             lateral_logits=lateral,

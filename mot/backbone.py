@@ -48,6 +48,8 @@ class MoTBackbone:
     ) -> UECache:
         """The slow path: UE over history + prompt (+ its reasoning, if enabled) -> UECache.
         `seed` seeds sampled reasoning (None: the UE's configured seed)."""
+        if isinstance(batch, SensorBatch):  # the trained sensor sizes, checked before the UE runs
+            batch.validate().check_shapes(self.ae.input_shapes)
         return self.ue.prefill(batch, step=step, time_s=time_s, seed=seed)
 
     def act(

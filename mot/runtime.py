@@ -216,6 +216,9 @@ class FastSlowPlanner:
         start = time.perf_counter()
         n = self._step
         batch = SensorBatch.from_observations([observation]).to(self.device)
+        # Sensor sizes other than the trained ones are the caller's error, raised here (a refresh
+        # failure would only be recorded, then surface as a stale cache).
+        batch.check_shapes(self.backbone.ae.input_shapes)
         if n % self.config.refresh_every == 0:
             request = Request(
                 self._episode,

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import argparse
 
+from automot.cli import positive_int
+
 STEP_COUNTS = (1, 2, 5, 10)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16], help="batch sizes to time")
+    parser.add_argument(
+        "--batch-sizes", type=positive_int, nargs="+", default=[1, 16], help="batch sizes to time"
+    )
     parser.add_argument(
         "--latent-dim", type=int, default=256, help="action-expert width of the synthetic context"
     )
@@ -21,9 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--refiner-dim", type=int, default=256, help="refiner width (default: the library default)"
     )
-    parser.add_argument("--refiner-depth", type=int, default=4, help="number of DiT blocks")
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--refiner-depth", type=positive_int, default=4, help="number of DiT blocks")
+    parser.add_argument("--repeats", type=positive_int, default=20)
+    parser.add_argument(
+        "--threads", type=positive_int, default=None, help="torch threads (default: torch's choice)"
+    )
     parser.add_argument(
         "--backbone",
         default="bench",

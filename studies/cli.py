@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from automot.cli import positive_int
+
 
 def _add_study_arguments(parser: argparse.ArgumentParser, default_out: str) -> None:
     parser.add_argument(
@@ -22,7 +24,7 @@ def _add_study_arguments(parser: argparse.ArgumentParser, default_out: str) -> N
     parser.add_argument("--out", default=default_out, help="study folder (resumes if it exists)")
     parser.add_argument(
         "--workers",
-        type=int,
+        type=positive_int,
         default=min(8, os.cpu_count() or 1),
         help="parallel worker processes (default: cores, at most 8)",
     )
@@ -32,7 +34,9 @@ def _add_study_arguments(parser: argparse.ArgumentParser, default_out: str) -> N
     )
     parser.add_argument("--training-seeds", type=int, nargs="+", default=None)
     parser.add_argument("--sampling-seeds", type=int, nargs="+", default=None)
-    parser.add_argument("--episodes", type=int, default=None, help="closed-loop episodes per scenario")
+    parser.add_argument(
+        "--episodes", type=positive_int, default=None, help="closed-loop episodes per scenario"
+    )
     parser.add_argument("--scenarios", nargs="+", default=None)
     parser.add_argument(
         "--json", action="store_true", help="print the summary path and headline numbers as JSON"
@@ -46,6 +50,12 @@ def _add_study_arguments(parser: argparse.ArgumentParser, default_out: str) -> N
     )
     parser.add_argument(
         "--progress-every", type=float, default=30.0, help="seconds between progress lines (default 30)"
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="continue a study folder started with another config: finished data tasks are kept, other "
+        "outputs are moved to superseded/ (never deleted)",
     )
 
 
@@ -92,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--slurm: expected KEY=VALUE items, got {item!r}")
         k, v = item.split("=", 1)
         slurm[k] = v
+    if args.workers < 1:
+        raise ValueError(f"--workers: expected an int >= 1, got {args.workers}")
     config = load_or_build_config(args.profile, args.config, _overrides(args))
     if args.progress_every < 0:
         raise ValueError(f"--progress-every: expected seconds >= 0, got {args.progress_every}")
@@ -109,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
         slurm=slurm,
         progress=progress,
         progress_every=args.progress_every,
+        force=args.force,
+        imports=args.plugin_modules or [],
     )
     wall = time.perf_counter() - start
     if args.json:

@@ -34,6 +34,9 @@ class DataSpec:
             raise ValueError("DataSpec.scenarios: expected at least one scenario, got none")
         for name in ("train_episodes", "val_episodes", "test_episodes", "image_size"):
             check_positive(f"DataSpec.{name}", getattr(self, name))
+        check_positive("DataSpec.density", self.density)
+        if self.duration_s is not None:
+            check_positive("DataSpec.duration_s", self.duration_s)
 
 
 @dataclass
@@ -46,6 +49,7 @@ class TrainSpec:
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "lr"):
             check_positive(f"TrainSpec.{name}", getattr(self, name))
+        check_positive("TrainSpec.warmup_steps", self.warmup_steps, allow_zero=True)
 
 
 @dataclass
@@ -55,6 +59,12 @@ class HeadSpec:
     name: str
     label: str | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"HeadSpec.name: expected a registered head name, got {self.name!r}")
+        if not isinstance(self.kwargs, dict):
+            raise ValueError(f"HeadSpec.kwargs: expected a mapping of the head's config, got {self.kwargs!r}")
 
     @property
     def key(self) -> str:
@@ -221,7 +231,7 @@ class StudyConfig:
     latent: LatentSpec | None = None  # set: the latent-action study instead of the head comparison
 
     def __post_init__(self) -> None:
-        self.heads = [h if isinstance(h, HeadSpec) else HeadSpec(**h) for h in self.heads]
+        self.heads = [h if isinstance(h, HeadSpec) else build_config(HeadSpec, h) for h in self.heads]
         keys = [h.key for h in self.heads]
         if not keys or len(set(keys)) != len(keys):
             raise ValueError(f"StudyConfig.heads: expected distinct head labels, got {keys}")

@@ -294,22 +294,24 @@ def _plot_trajectories(study: Path, config: StudyConfig, scenes: int = 3, sample
             backbone = load_pretrained(folder)
             g = torch.Generator().manual_seed(0)
             out = backbone(batch.sensors, generator=g)
-            if key != "mlp":
+            head = backbone.ae.head
+            if key != "mlp" and head.supports_samples:  # only what the head declares
                 cache = backbone.prefill(batch.sensors)
                 ctx = backbone.ae(batch.sensors, cache, with_plan=False).context
-                cand = backbone.ae.head(ctx, generator=torch.Generator().manual_seed(1), num_samples=samples)
+                cand = head.candidates(ctx, samples, generator=torch.Generator().manual_seed(1))
                 plans[key + " samples"] = cand.waypoint_samples.numpy()
             plans[key] = out.plan.waypoints.numpy()
     b = BEVConfig()
     fig, axes = plt.subplots(1, scenes, figsize=(4 * scenes, 4.6))
-    colours = {"mlp": "magenta", **{k: c for k, c in zip(others, ("deepskyblue", "orange", "lime"))}}
+    palette = ("deepskyblue", "orange", "lime", "gold", "cyan", "red")
+    colours = {"mlp": "magenta", **{k: palette[i % len(palette)] for i, k in enumerate(others)}}
     for i, ax in enumerate(np.atleast_1d(axes)):
         ax.imshow(
             bev_to_rgb(batch.sensors.bev[i].numpy()), extent=(-b.side_m, b.side_m, -b.behind_m, b.ahead_m)
         )
         gt = batch.waypoints[i].numpy()
         ax.plot(-gt[:, 1], gt[:, 0], "o-", color="white", ms=4, lw=1.5, label="expert")
-        for key in others:
+        for key in (k for k in others if k + " samples" in plans):
             for k in range(samples):
                 s = plans[key + " samples"][i, k]
                 ax.plot(-s[:, 1], s[:, 0], "-", color=colours[key], alpha=0.25, lw=1)

@@ -18,6 +18,7 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Callable
@@ -25,9 +26,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, Thr
 from dataclasses import dataclass
 from pathlib import Path
 
-from automot.io import append_jsonl, read_jsonl, write_json_atomic
+from automot.io import append_jsonl, make_dirs, read_jsonl, write_json_atomic
 from studies.config import StudyConfig, load_study_config
 from studies.tasks import Task, is_done, plan_tasks, run_path, run_task
+from studies.validate import config_differences, kept_tasks_when_forced, validate_study
 
 EXECUTORS = ("local", "submitit-local", "submitit-slurm")
 # Fault injection for the resume tests: SIGKILL this process after N tasks have finished.
@@ -104,21 +106,87 @@ def _make_executor(kind: str, study: Path, workers: int, slurm: dict | None):
     raise ValueError(f"executor: expected one of {list(EXECUTORS)}, got {kind!r}")
 
 
-def prepare_study(study: Path, config: StudyConfig) -> None:
-    """Create the folder and store the config; a resumed study must have the same config."""
-    study.mkdir(parents=True, exist_ok=True)
+# What a study folder holds; a folder seeded with some of these (e.g. another study's data) is fine.
+STUDY_ENTRIES = frozenset(
+    {"study.json", "data", "ue", "seeds", "runs", "runs.jsonl", "summary.json", "report.md", "work", "logs",
+     "superseded", ".lock", "ds_by_head.png", "l2_by_horizon.png", "trajectories.png"}
+)  # fmt: skip
+
+
+def check_study_folder(study: Path) -> None:
+    """A study folder is new, empty, a study's or seeded with study outputs; a file or a folder
+    holding anything else is refused."""
+    if study.exists() and not study.is_dir():
+        raise ValueError(f"out: expected a study folder, got the file {study}")
+    foreign = sorted(p.name for p in study.iterdir() if p.name not in STUDY_ENTRIES) if study.is_dir() else []
+    if foreign and not (study / "study.json").exists():
+        names = foreign[:4]
+        raise ValueError(
+            f"out: expected a new or empty folder, or a study started with automot study, at {study}; got a folder "
+            f"holding {names} and no study.json. Nothing was written: choose another folder"
+        )
+
+
+def prepare_study(study: Path, config: StudyConfig, *, force: bool = False) -> None:
+    """Create the folder and store the config; a resumed study must have the same config.
+
+    With `force`, a study started with another config is continued with this one: its finished
+    tasks whose inputs did not change (the data, and the UE if its settings are the same) are kept,
+    every other output is moved (never deleted) to `superseded/<n>/`.
+    """
+    check_study_folder(study)
+    make_dirs(study, field="out")
     path = study / "study.json"
     wanted = json.loads(json.dumps(config.to_dict()))
-    if path.exists():
-        stored = json.loads(path.read_text())
-        if stored != wanted:
-            diff = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
-            raise ValueError(
-                f"study {study}: expected the config it was started with to resume it; these fields differ: {diff} "
-                "(use another --out folder for another study)"
-            )
-    else:
+    if not path.exists():
         write_json_atomic(path, wanted)
+        return
+    try:
+        stored = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"{path}: expected the JSON config of this study, got unreadable content ({err})"
+        ) from err
+    if stored == wanted:
+        return
+    diff = config_differences(stored, wanted)
+    if not force:
+        raise ValueError(
+            f"study {study}: expected the config it was started with to resume it; these fields differ: "
+            f"{'; '.join(diff)}. Use another --out folder for another study, or --force to continue this folder "
+            "with the new config (finished data tasks are kept, other outputs are moved to superseded/)"
+        )
+    _supersede(study, kept_tasks_when_forced(stored, wanted))
+    write_json_atomic(path, wanted)
+
+
+def _supersede(study: Path, kept: set[str]) -> Path:
+    """Move the outputs of tasks that must run again to `superseded/<n>/` (nothing is deleted)."""
+    root = study / "superseded"
+    n = 0
+    while (root / str(n)).exists():
+        n += 1
+    target = root / str(n)
+    keep = {"data"} if "collect" in kept else set()
+    if "ue" in kept:
+        keep |= {"ue", "work/ue_ckpt", "logs/ue"}
+    for entry in ("study.json", "ue", "seeds", "runs", "runs.jsonl", "summary.json", "report.md", "work", "logs",
+                  "ds_by_head.png", "l2_by_horizon.png", "trajectories.png", "data"):  # fmt: skip
+        if entry in keep or not (study / entry).exists():
+            continue
+        if entry in ("work", "logs"):
+            for child in sorted((study / entry).iterdir()):
+                rel = f"{entry}/{child.name}"
+                if rel not in keep:
+                    make_dirs(target / entry)
+                    os.replace(child, target / rel)
+            continue
+        make_dirs(target)
+        if entry == "study.json":
+            shutil.copy2(study / entry, target / entry)
+        else:
+            os.replace(study / entry, target / entry)
+    return target
 
 
 def record_finished_runs(study: Path, tasks: list[Task]) -> None:
@@ -141,17 +209,27 @@ def run_study(
     slurm: dict | None = None,
     progress: Callable[[str], None] | str | None = print,
     progress_every: float = 30.0,
+    force: bool = False,
+    imports: list[str] | tuple[str, ...] = (),
 ) -> StudyResult:
-    """Run (or resume) a study. `progress`: None (silent), a callable that gets a progress line at
-    most every `progress_every` seconds, or "live" (a live table in the terminal)."""
-    if workers < 1:
-        raise ValueError(f"workers: expected >= 1, got {workers}")
+    """Run (or resume) the study in `study_dir`. `progress`: None (silent), a callable that gets a
+    progress line at most every `progress_every` seconds, or "live" (a live table in the terminal).
+    `imports` are plug-in modules every worker imports (the modules of the config's heads are added
+    automatically)."""
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers: expected an int >= 1, got {workers!r}")
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor: expected one of {list(EXECUTORS)}, got {executor!r}")
     if not (progress is None or progress == "live" or callable(progress)):
         raise ValueError(f"progress: expected None, 'live' or a callable, got {progress!r}")
     study = Path(study_dir)
-    prepare_study(study, config)
-    with _exclusive(study):
-        return _run_locked(study, config, workers, executor, slurm, progress, progress_every)
+    # Everything the config names is built at toy sizes first: a bad head or preset fails now.
+    modules = [*imports, *[m for m in validate_study(config) if m not in imports]]
+    check_study_folder(study)
+    make_dirs(study, field="out")
+    with _exclusive(study):  # before the config check: --force moves outputs
+        prepare_study(study, config, force=force)
+        return _run_locked(study, config, workers, executor, slurm, progress, progress_every, modules)
 
 
 @contextlib.contextmanager
@@ -177,6 +255,7 @@ def _run_locked(
     slurm: dict | None,
     progress,
     progress_every: float,
+    modules,
 ) -> StudyResult:
     from studies.progress import StudyView
     from studies.report import write_report
@@ -206,7 +285,8 @@ def _run_locked(
             ready = [t for t in pending if all(d in done for d in t.deps)]
             for task in ready[: max(0, workers - len(running))]:
                 pending.remove(task)
-                running[pool.submit(run_task, str(study), config_dict, task.id, _threads_for(task))] = task
+                future = pool.submit(run_task, str(study), config_dict, task.id, _threads_for(task), modules)
+                running[future] = task
                 if view is not None:
                     view.task_started(task.id)
             if not running:
@@ -253,9 +333,19 @@ def load_or_build_config(profile: str, config_file: str | None, overrides: dict 
         import yaml
 
         path = Path(config_file)
-        if not path.exists():
+        if not path.is_file():
             raise ValueError(f"--config: expected an existing YAML/JSON file, got {path}")
-        file_overrides = yaml.safe_load(path.read_text()) or {}
+        try:
+            file_overrides = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            where = getattr(err, "problem_mark", None)
+            at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+            reason = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ValueError(
+                f"--config {path}: expected valid YAML/JSON, got a syntax error{at} ({reason})"
+            ) from None
+        except UnicodeDecodeError:
+            raise ValueError(f"--config {path}: expected a YAML/JSON text file, got binary content") from None
         if not isinstance(file_overrides, dict):
             raise ValueError(
                 f"--config {path}: expected a mapping of study fields, got {type(file_overrides).__name__}"
@@ -263,5 +353,6 @@ def load_or_build_config(profile: str, config_file: str | None, overrides: dict 
         profile = file_overrides.pop("profile", profile)
     merged = {**file_overrides}
     for k, v in (overrides or {}).items():
-        merged[k] = {**merged.get(k, {}), **v} if isinstance(v, dict) else v
+        base = merged.get(k, {})
+        merged[k] = {**base, **v} if isinstance(v, dict) and isinstance(base, dict) else v
     return load_study_config(profile, merged)

@@ -184,14 +184,23 @@ def is_done(study: Path, task: Task) -> bool:
 # -- running one task -------------------------------------------------------------------------------
 
 
-def run_task(study: str | Path, config_dict: dict, task_id: str, threads: int = 1) -> str:
-    """Run one task (in whatever process the executor chose). Returns the task id."""
+def run_task(
+    study: str | Path, config_dict: dict, task_id: str, threads: int = 1, imports: list[str] | tuple = ()
+) -> str:
+    """Run one task (in whatever process the executor chose). Returns the task id.
+
+    `imports`: plug-in modules (e.g. the module registering a custom head) to import first; a
+    spawned worker starts with none of the orchestrator's imports.
+    """
     import torch
 
+    from automot.plugins import import_modules
+    from automot.quiet import quiet_lightning
     from studies.config import build_config
 
     torch.set_num_threads(threads)
-    _quiet_lightning()
+    quiet_lightning()
+    import_modules(imports, field="study plug-in")
     study = Path(study)
     config = build_config(StudyConfig, config_dict)
     task = {t.id: t for t in plan_tasks(config)}[task_id]
@@ -215,20 +224,6 @@ def run_task(study: str | Path, config_dict: dict, task_id: str, threads: int = 
     runner[task.kind](study, config, status=status, **task.params)
     status.finish()
     return task_id
-
-
-def _quiet_lightning() -> None:
-    """Study workers log task by task; Lightning's per-fit banners and the expected warnings (a
-    frozen, eval-mode action expert in the refiner stage) would drown that out."""
-    import logging
-    import warnings
-
-    import lightning.pytorch  # noqa: F401  (it sets its loggers to INFO when first imported)
-
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
-    warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
 
 
 def _scenario_overrides(config: StudyConfig) -> dict[str, dict]:
@@ -333,6 +328,8 @@ def _trainer(
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
+    from training.run_folders import LogVersions
+
     every = max(1, min(200, max_steps // 4))
     return L.Trainer(
         accelerator="cpu",
@@ -343,6 +340,7 @@ def _trainer(
         callbacks=[
             *(callbacks or []),
             ModelCheckpoint(dirpath=str(ckpt_dir), every_n_train_steps=every, save_last=True, save_top_k=0),
+            LogVersions(),
             training_callback(status),
         ],
         enable_progress_bar=False,
@@ -352,10 +350,12 @@ def _trainer(
 
 def _fit(trainer, stage, datamodule, ckpt_dir: Path) -> None:
     """Fit, resuming from the last checkpoint of an interrupted attempt (weights only, no unpickling)."""
+    from training.run_folders import resume_fit_folders
+
     last = ckpt_dir / "last.ckpt"
-    trainer.fit(
-        stage, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None, weights_only=True
-    )
+    ckpt_path = str(last) if last.exists() else None
+    resume_fit_folders(trainer, ckpt_path, field=f"checkpoint of {ckpt_dir.name}")  # same log version
+    trainer.fit(stage, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
 
 
 def _datamodule(study: Path, batch_size: int, seed: int, train: list[str] | None = None):

@@ -57,7 +57,8 @@ def test_bench_train_reports_throughput_against_a_measured_peak(capsys):
     for stage in ("ae_stage", "refiner_stage"):
         row = result[stage]
         assert row["step_ms"] > 0 and row["gflop_per_step"] > 0
-        assert row["samples_per_s"] == pytest.approx(2 / (row["step_ms"] * 1e-3), rel=0.01)
+        # samples_per_s is printed with one decimal: compare within that rounding
+        assert row["samples_per_s"] == pytest.approx(2 / (row["step_ms"] * 1e-3), rel=0.01, abs=0.051)
         assert row["fraction_of_peak"] == pytest.approx(
             row["achieved_gflops"] / result["peak_gflops"], rel=0.02
         )

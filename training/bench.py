@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import argparse
 
+from automot.cli import positive_int
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="small", help="MoT preset (default: small)")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--image-size", type=int, default=64, help="square RGB size")
-    parser.add_argument("--bev-size", type=int, default=64, help="square BEV size")
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--matmul-size", type=int, default=2048, help="n of the n x n fp32 matmul peak")
+    parser.add_argument("--batch-size", type=positive_int, default=16)
+    parser.add_argument("--image-size", type=positive_int, default=64, help="square RGB size")
+    parser.add_argument("--bev-size", type=positive_int, default=64, help="square BEV size")
+    parser.add_argument("--repeats", type=positive_int, default=10)
+    parser.add_argument(
+        "--matmul-size", type=positive_int, default=2048, help="n of the n x n fp32 matmul peak"
+    )
 
 
 def peak_matmul_gflops(n: int, repeats: int = 5) -> float:

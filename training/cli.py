@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 
+from automot.cli import positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     fit = subparsers.add_parser(
@@ -37,10 +39,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--closed-loop", action="store_true", help="also drive the world's scenarios (split seeds)"
     )
     ev.add_argument("--scenarios", nargs="+", default=None, help="closed-loop scenarios (default: all)")
-    ev.add_argument("--episodes", type=int, default=5, help="closed-loop episodes per scenario")
-    ev.add_argument("--refresh-every", type=int, default=2, help="UE cache refresh period k in steps")
+    ev.add_argument("--episodes", type=positive_int, default=5, help="closed-loop episodes per scenario")
     ev.add_argument(
-        "--image-size", type=int, default=64, help="closed-loop camera height = width [px], as trained"
+        "--refresh-every", type=positive_int, default=2, help="UE cache refresh period k in steps"
+    )
+    ev.add_argument(
+        "--image-size",
+        type=positive_int,
+        default=None,
+        help="closed-loop camera height = width [px] (default: the size the policy was trained with)",
     )
     ev.add_argument("--records", default=None, help="JSON-lines file for closed-loop episodes (resumes)")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
@@ -58,7 +65,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_fit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from training.lightning_cli import run_lightning_cli
+
+    for i, arg in enumerate(args.extra):  # a missing config file, named before Lightning starts
+        path = arg.split("=", 1)[1] if arg.startswith("--config=") else None
+        if arg in ("--config", "-c") and i + 1 < len(args.extra):
+            path = args.extra[i + 1]
+        if path is not None and not Path(path).is_file():
+            raise ValueError(f"--config: expected an existing YAML config file, got {path}")
 
     run_lightning_cli(["fit", "--weights_only=true", *args.extra])
     return 0
@@ -83,6 +99,15 @@ def run_eval(args: argparse.Namespace) -> int:
         raise ValueError(
             "--data: expected a dataset root for open-loop metrics (or pass --closed-loop), got none"
         )
+    if args.data is not None and not (Path(args.data) / args.split).is_dir():
+        raise ValueError(
+            f"--data: expected a dataset root holding a {args.split}/ folder (automot collect --out ROOT/{args.split}), "
+            f"got {args.data}"
+        )
+    if args.records is not None and Path(args.records).is_dir():
+        raise ValueError(
+            f"--records: expected a JSON-lines file (created if missing), got the folder {args.records}"
+        )
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     from training.policies import policy_kind
 
@@ -97,12 +122,9 @@ def run_eval(args: argparse.Namespace) -> int:
         result["open_loop"] = evaluate_open_loop(backbone, str(data_dir), sampling_seed=args.sampling_seed)
     if args.closed_loop:
         from automot.progress import Progress
-        from driving import EvalConfig, available_scenarios, split_seeds
-        from driving.config import CameraConfig, SensorConfig
+        from driving import available_scenarios, split_seeds
         from mot.runtime import FastSlowPlanner
 
-        if args.image_size < 1:
-            raise ValueError(f"--image-size: expected a positive number of pixels, got {args.image_size}")
         planner = FastSlowPlanner(backbone, refresh_every=args.refresh_every, seed=args.sampling_seed)
         scenarios = args.scenarios or available_scenarios()
         seeds = split_seeds(args.split, args.episodes)
@@ -127,13 +149,12 @@ def run_eval(args: argparse.Namespace) -> int:
             )
 
         try:
-            sensors = SensorConfig(camera=CameraConfig(height=args.image_size, width=args.image_size))
             result["closed_loop"] = evaluate_closed_loop(
                 planner,
                 scenarios,
                 seeds,
                 records_path=args.records,
-                eval_config=EvalConfig(sensors=sensors),
+                eval_config=_eval_config(backbone, args.image_size),
                 on_episode=on_episode,
             )
         finally:
@@ -170,6 +191,24 @@ def _eval_student(args: argparse.Namespace, ckpt) -> int:
     else:
         _print_eval(result)
     return 0
+
+
+def _eval_config(backbone, image_size: int | None = None):
+    """The world's sensors at the sizes the policy was trained with (camera, RGB history length);
+    `image_size` overrides the camera's height = width."""
+    from driving import EvalConfig
+    from driving.config import CameraConfig, SensorConfig
+
+    shapes = backbone.ae.input_shapes
+    if not shapes:
+        if image_size is None:
+            return EvalConfig()
+        return EvalConfig(sensors=SensorConfig(camera=CameraConfig(height=image_size, width=image_size)))
+    _, height, width = shapes["rgb"]
+    if image_size is not None:
+        height = width = image_size
+    camera = CameraConfig(height=height, width=width)
+    return EvalConfig(sensors=SensorConfig(camera=camera, history_frames=shapes["rgb_history"][0]))
 
 
 def _print_eval(result: dict) -> None:

@@ -2,11 +2,11 @@
 
 A *policy folder* is `mot.checkpoint`'s AE checkpoint (`action_expert.safetensors` + `mot_config.json`,
 whose `ue.checkpoint` names the frozen UE folder, or is empty for an in-code UE) and nothing else:
-weights in safetensors, config in JSON, never a pickle. `save_pretrained` writes it atomically
-(files are written to a temporary folder, which is renamed into place).
+weights in safetensors, config in JSON, never a pickle, plus the export manifest
+(`automot_export.json`). `save_pretrained` never destroys: see `automot.export`.
 
 `BackboneSpec` is the YAML-friendly recipe the training stages receive; `with_head` swaps the planning
-head of a trained AE, wrapping its MLP head when the new head is a diffusion head.
+head of a trained AE, wrapping its MLP head when the new head refines a prior (`refines_prior`).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
-from automot.config import config_to_dict
-from automot.io import atomic_directory, load_safetensors, load_state_dict_strict
-from heads import DiffusionHead, MLPHead, build_head
+from automot.export import check_export_target, export_directory
+from automot.io import load_safetensors, load_state_dict_strict
+from heads import MLPHead, build_head, head_class
 from mot.action_expert import ActionExpert, build_action_expert
 from mot.backbone import MoTBackbone
 from mot.checkpoint import CONFIG, WEIGHTS, load_action_expert, save_action_expert
@@ -67,29 +67,46 @@ class BackboneSpec:
 def with_head(ae: ActionExpert, name: str, head_kwargs: dict[str, Any] | None = None) -> ActionExpert:
     """Give `ae` the head registered as `name`, in place; the AE's own weights are untouched.
 
-    A "diffusion" head is built around the AE's current MLP head (shared, so the coarse plan is the
-    trained one); "mlp" unwraps a diffusion head back to its prior; other names build a fresh head.
-    The AE's config is updated so that a saved checkpoint rebuilds the same head.
+    Only what `PlanningHead` declares is used: a head class with `refines_prior` is built around the
+    AE's current MLP head (`cls.from_mlp_head`, weights shared, so the coarse plan is the trained one);
+    "mlp" unwraps a refining head back to its `prior_head`; any other head is built fresh. The AE's
+    config is updated (`head`, `head_kwargs` from `export_config()`) so that a saved policy rebuilds
+    the same head, and the policy folder records the head's module (see `mot.checkpoint`).
     """
     head_kwargs = dict(head_kwargs or {})
+    cls = head_class(name)
     current = ae.head
-    mlp = current if isinstance(current, MLPHead) else getattr(current, "prior", None)
-    if name == "diffusion" and isinstance(mlp, MLPHead):
-        head = DiffusionHead.from_mlp_head(mlp, **head_kwargs)
+    mlp = current if isinstance(current, MLPHead) else current.prior_head
+    if cls.refines_prior and isinstance(mlp, MLPHead):
+        head = cls.from_mlp_head(mlp, **head_kwargs)
     elif name == "mlp" and isinstance(mlp, MLPHead) and not head_kwargs:
         head = mlp
         head.requires_grad_(True)
     else:
         head = build_head(name, ae.context_dims, **head_kwargs)
     ae.head = head.to(next(ae.parameters()).device)
-    stored = config_to_dict(head.config) if dataclasses.is_dataclass(head.config) else head_kwargs
-    ae.config = dataclasses.replace(ae.config, head=name, head_kwargs=stored)
+    ae.config = dataclasses.replace(ae.config, head=name, head_kwargs=head.export_config())
     return ae
 
 
-def save_pretrained(ae: ActionExpert, directory: str | os.PathLike) -> Path:
-    """Write the policy folder atomically: a complete folder appears under `directory` or nothing does."""
-    with atomic_directory(directory) as tmp:
+POLICY_EXPORT = "policy"
+
+
+def _legacy_policy(path: Path) -> bool:
+    """A policy folder written before export manifests existed."""
+    return (path / CONFIG).is_file()
+
+
+def check_policy_target(directory: str | os.PathLike, *, field: str = "export_dir") -> None:
+    """Refuse (`ValueError`) a policy destination that is a file or a folder of something else."""
+    check_export_target(directory, POLICY_EXPORT, field=field, legacy=_legacy_policy)
+
+
+def save_pretrained(ae: ActionExpert, directory: str | os.PathLike, *, field: str = "export_dir") -> Path:
+    """Write the policy folder (`automot.export`): a new folder appears atomically; a previous policy
+    export is replaced file by file, keeping everything else in the folder; any other non-empty folder
+    or a file is refused with `ValueError` before anything is written."""
+    with export_directory(directory, POLICY_EXPORT, field=field, legacy=_legacy_policy) as tmp:
         save_action_expert(ae, tmp)
     return Path(directory)
 

@@ -2,7 +2,9 @@
 
 The UE is frozen and a dataset sample's camera history and prompt never change, so its UE cache is
 the same every epoch. `UEMemo` keeps one unpadded cache per sample (keyed by the sample's identity
-from `DrivingBatch.meta`), runs the UE only on samples it has not seen, and assembles the batch
+from `DrivingBatch.meta`), runs the UE only on samples it has not seen (each alone, so a stored
+cache is a function of its sample only, whatever batch or resume point it was first met in: resumed
+fits are bit-for-bit those of uninterrupted ones), and assembles the batch
 cache with `UECache.stack`. The planning result is the same as a fresh prefill (the AE does not
 depend on padding; tested), at a fraction of the cost: the UE and its image processor dominate a
 tiny-preset training step.
@@ -42,7 +44,11 @@ class UEMemo:
         missing = [i for i, k in enumerate(keys) if k not in self._store]
         self.hits += len(keys) - len(missing)
         self.misses += len(missing)
-        fresh = dict(zip(missing, self.ue.prefill(sensors.select(missing)).split())) if missing else {}
+        # One sample at a time: a sample's UE output then depends on that sample only. Prefilled with
+        # batch-mates it depends on their prompt lengths (left padding changes the attention sums in
+        # the last bits), and which batch-mates a sample first meets depends on where a run started,
+        # so a fit resumed from a checkpoint would train on other bits than an uninterrupted one.
+        fresh = {i: self.ue.prefill(sensors.select([i])).split()[0] for i in missing}
         for i, cache in fresh.items():
             if len(self._store) < self.max_items:
                 self._store[keys[i]] = cache

@@ -18,11 +18,7 @@ from studies.runner import KILL_AFTER_ENV, run_study
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    study = tmp_path_factory.mktemp("smoke_study")
-    result = run_study(study, load_study_config("smoke"), workers=2, progress=None)
-    return result, read_jsonl(study / "runs.jsonl")
+# The `smoke` fixture (one smoke-profile study per session) is in tests/studies/conftest.py.
 
 
 def _by_id(runs):

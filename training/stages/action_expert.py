@@ -61,6 +61,6 @@ class ActionExpertStage(PolicyStage):
             batch = dataclasses.replace(batch, sensors=augment_ego(batch.sensors, self.augment, g))
         out = self.forward_ae(batch, with_plan=False)
         dec = self.decision_loss(out, batch)
-        traj = self.ae.head.loss(out.context, self.plan_target(batch))
+        traj = self.ae.head.loss(out.context, self.plan_target(batch), generator=self.step_generator())
         loss = self.decision_weight * dec["loss"] + self.trajectory_weight * traj["loss"]
         return {"loss": loss, "decision_nll": dec["loss"], **{k: v for k, v in traj.items() if k != "loss"}}

@@ -22,7 +22,9 @@ from mot.backbone import MoTBackbone
 from mot.decision import decision_nll
 from training.metrics import CollisionRate, DecisionAccuracy, PlanL2
 from training.optim import OptimConfig, ParameterEMA, build_optimizer, build_scheduler
-from training.policy import save_pretrained
+from training.policy import check_policy_target, save_pretrained
+from training.run_folders import check_run_folders
+from training.step_rng import CHECKPOINT_KEY, draw_train_seed, step_generator, step_global_rng
 from training.ue_memo import UEMemo
 
 
@@ -36,6 +38,7 @@ class PolicyStage(L.LightningModule):
         sampling_seed: int = 0,
         export_dir: str | None = None,
         ue_memo_items: int = 200_000,
+        train_seed: int | None = None,
     ) -> None:
         super().__init__()
         check_choice("protocol", protocol, ("stp3", "uniad"))
@@ -43,6 +46,8 @@ class PolicyStage(L.LightningModule):
         self.ae = backbone.ae  # the only registered (trainable, checkpointed) network
         self.optim = optim if optim is not None else OptimConfig()
         self.sampling_seed = sampling_seed
+        if export_dir is not None:
+            check_policy_target(export_dir)  # refused now, not after training
         self.export_dir = export_dir
         self.val_l2 = PlanL2(protocol)
         self.val_collision = CollisionRate(protocol)
@@ -52,6 +57,11 @@ class PolicyStage(L.LightningModule):
         self.export_state: dict[str, torch.Tensor] | None = None
         self._val_generator: torch.Generator | None = None
         self.ue_memo = UEMemo(backbone.ue, max_items=ue_memo_items)
+        # The seed of the training noise (a diffusion head's t and perturbation draws). None: drawn
+        # from torch's global RNG now, so `seed_everything` decides it; checkpoints store it.
+        if train_seed is None:
+            train_seed = draw_train_seed()
+        self.train_seed = int(train_seed)
 
     # -- setup ------------------------------------------------------------------------------------
     def setup_ema(self) -> None:
@@ -64,12 +74,17 @@ class PolicyStage(L.LightningModule):
         return self.backbone.ue
 
     def on_fit_start(self) -> None:
+        check_run_folders(self.trainer, self.export_dir)  # before any training, not at export time
+        self._move_ue()
+
+    def on_validation_start(self) -> None:
+        self._move_ue()
+
+    def _move_ue(self) -> None:
         # The frozen UE is not a submodule (it is never trained or checkpointed), so Lightning does
         # not move it: put it on this process's device once.
         if self.ue.device != self.device:
             self.ue.to(self.device)
-
-    on_validation_start = on_fit_start
 
     def decision_targets(self, batch) -> tuple[torch.Tensor | None, torch.Tensor]:
         if self.ae.config.decision_set == "longitudinal3":
@@ -97,12 +112,27 @@ class PolicyStage(L.LightningModule):
         )
 
     # -- training ---------------------------------------------------------------------------------
+    def step_generator(self) -> torch.Generator:
+        """The generator of this optimisation step's training noise: a function of (train_seed,
+        global_step) only, so a run resumed from any checkpoint draws exactly the noise an
+        uninterrupted run draws (nothing depends on the global RNG or on where a run was killed)."""
+        return step_generator(self.train_seed, self.global_step, self.device)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = self.train_seed
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if CHECKPOINT_KEY in checkpoint:
+            self.train_seed = int(checkpoint[CHECKPOINT_KEY])
+
     def losses(self, batch) -> dict[str, torch.Tensor]:
         """{"loss": scalar to minimise, ...named parts}; each stage defines its own."""
         raise NotImplementedError
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        parts = self.losses(batch)
+        # Global-RNG draws in the step (dropout in a plug-in head, ...) depend on (train_seed, step) only.
+        with step_global_rng(self.train_seed, self.global_step, self.device):
+            parts = self.losses(batch)
         b = batch.waypoints.shape[0]
         self.log("train/loss", parts["loss"], prog_bar=True, batch_size=b)
         self.log_dict({f"train/{k}": v for k, v in parts.items() if k != "loss"}, batch_size=b)
@@ -122,7 +152,18 @@ class PolicyStage(L.LightningModule):
         if clip:
             self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
 
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # The sensor sizes the policy is trained with travel with it (policy folder, `input_shapes`);
+        # the AE refuses other sizes from then on, naming both.
+        if self.ae.input_shapes is None:
+            self.ae.input_shapes = batch.sensors.shapes()
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # Here, not in on_train_batch_end: Lightning runs the callbacks' on_train_batch_end (and so
+        # ModelCheckpoint's save) before the module's, so an update there would be missing from the
+        # step's checkpoint and a resumed run's EMA would lag by one update per resume. Once per
+        # optimiser step, also under gradient accumulation.
         if self.ema is not None:
             self.ema.update(self.ae)
 

@@ -51,12 +51,11 @@ class RefinerStage(PolicyStage):
         self.context_memo = ContextMemo()
         self.ae.requires_grad_(fine_tune_ae)
         head_module = self.ae.head
-        if hasattr(head_module, "denoiser"):
-            head_module.denoiser.requires_grad_(True)
-            # The prior follows the head's own setting (frozen unless differentiable_prior).
-            head_module.prior.requires_grad_(fine_tune_ae or head_module.config.differentiable_prior)
-        else:
-            head_module.requires_grad_(True)
+        head_module.requires_grad_(True)
+        prior = head_module.prior_head
+        if prior is not None:
+            # The prior follows the head's own setting (frozen unless the head trains it).
+            prior.requires_grad_(fine_tune_ae or head_module.trains_prior)
         self.setup_ema()
         self.train()  # Lightning keeps each module's mode: set it once, here
 
@@ -67,7 +66,9 @@ class RefinerStage(PolicyStage):
         if mode and not self.fine_tune_ae:
             self.ae.eval()
             head = self.ae.head
-            (head.denoiser if hasattr(head, "denoiser") else head).train()
+            head.train()
+            if head.prior_head is not None:
+                head.prior_head.eval()
         return self
 
     def losses(self, batch) -> dict:
@@ -79,7 +80,7 @@ class RefinerStage(PolicyStage):
             parts = self.ae.head.loss(ctx, self.plan_target(batch))
             return {"loss": parts["loss"], **{k: v for k, v in parts.items() if k != "loss"}}
         out = self.forward_ae(batch, with_plan=False)
-        parts = self.ae.head.loss(out.context, self.plan_target(batch))
+        parts = self.ae.head.loss(out.context, self.plan_target(batch), generator=self.step_generator())
         out_parts = {k: v for k, v in parts.items() if k != "loss"}
         loss = parts["loss"]
         if self.decision_weight > 0:

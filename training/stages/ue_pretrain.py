@@ -16,12 +16,14 @@ import lightning as L
 import torch
 
 from automot.config import build_config
-from automot.io import atomic_directory
+from automot.export import check_export_target, export_directory
 from mot.config import QwenUEConfig
 from mot.presets import preset_config
 from mot.qwen_offline import EOS_TOKEN, build_raw_qwen3vl, save_qwen3vl
 from mot.understanding import prepare_ue_inputs, ue_prompt_text
 from training.optim import OptimConfig, build_optimizer, build_scheduler
+from training.run_folders import check_run_folders
+from training.step_rng import CHECKPOINT_KEY, draw_train_seed, step_global_rng
 
 IGNORE = -100
 
@@ -33,6 +35,7 @@ class UEPretrainStage(L.LightningModule):
         ue: dict[str, Any] | None = None,
         optim: OptimConfig | None = None,
         export_dir: str | None = None,
+        train_seed: int | None = None,
     ) -> None:
         super().__init__()
         base = preset_config(preset).ue
@@ -44,9 +47,14 @@ class UEPretrainStage(L.LightningModule):
         self.model, self.processor = build_raw_qwen3vl(self.ue_config)
         self.model.train()
         self.optim = optim if optim is not None else OptimConfig(lr=1e-3, warmup_steps=20)
+        if export_dir is not None:
+            check_ue_target(export_dir)  # refused now, not after training
         self.export_dir = export_dir
         tok = self.processor.tokenizer
         self._im_start = tok.convert_tokens_to_ids("<|im_start|>")
+        # Global-RNG draws of a step (e.g. a UE config with attention dropout) come from (train_seed,
+        # step) only (`training.step_rng`); None: drawn now from the global RNG; checkpoints store it.
+        self.train_seed = draw_train_seed() if train_seed is None else int(train_seed)
 
     def lm_inputs(self, sensors, answers: list[str]) -> dict[str, torch.Tensor]:
         """Processor inputs + labels: the UE's prompt (images + navigation prompt) followed by the
@@ -80,8 +88,16 @@ class UEPretrainStage(L.LightningModule):
         acc = ((logits.argmax(-1) == labels) & valid).sum() / valid.sum().clamp_min(1)
         return out.loss, acc
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = self.train_seed
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if CHECKPOINT_KEY in checkpoint:
+            self.train_seed = int(checkpoint[CHECKPOINT_KEY])
+
     def training_step(self, batch, batch_idx: int):
-        loss, acc = self._loss(batch)
+        with step_global_rng(self.train_seed, self.global_step, self.device):
+            loss, acc = self._loss(batch)
         b = len(batch.scene_text)
         self.log("train/lm_loss", loss, prog_bar=True, batch_size=b)
         self.log("train/token_acc", acc, batch_size=b)
@@ -112,15 +128,30 @@ class UEPretrainStage(L.LightningModule):
                 optimizer, gradient_clip_val=self.optim.grad_clip, gradient_clip_algorithm="norm"
             )
 
+    def on_fit_start(self) -> None:
+        check_run_folders(self.trainer, self.export_dir)  # before any training, not at export time
+
     def on_fit_end(self) -> None:
         if self.export_dir is not None and self.trainer.is_global_zero:
             self.save_pretrained(self.export_dir)
 
     def save_pretrained(self, directory: str) -> None:
         """An HF folder (safetensors + JSON) that `FrozenQwen3VLExpert.from_pretrained` loads frozen,
-        written atomically."""
-        with atomic_directory(directory) as tmp:
+        written as an export (`automot.export`: nothing else in the folder is touched)."""
+        with export_directory(directory, UE_EXPORT, legacy=_legacy_ue) as tmp:
             save_qwen3vl(self.model, self.processor, tmp)
+
+
+UE_EXPORT = "understanding expert"
+
+
+def _legacy_ue(path) -> bool:
+    """An HF folder written before export manifests existed."""
+    return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+
+
+def check_ue_target(directory, *, field: str = "export_dir") -> None:
+    check_export_target(directory, UE_EXPORT, field=field, legacy=_legacy_ue)
 
 
 def _as_dict(config: QwenUEConfig) -> dict[str, Any]:

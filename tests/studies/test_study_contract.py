@@ -1,0 +1,117 @@
+"""What a study promises beyond its numbers: a plug-in head is trained, evaluated and compared through
+the CLI, outputs are readable by the team (umask 022), a resumed study with another config names the
+differing fields, and `--force` keeps the finished data while moving (never deleting) the rest."""
+
+import json
+import shutil
+import stat
+
+import pytest
+import yaml
+
+from automot.cli import main
+from studies.config import load_study_config
+from studies.runner import prepare_study
+
+MODULE = "examples.cv_residual_head"
+
+
+def test_a_plugin_head_is_trained_evaluated_and_compared_in_a_study(smoke, tmp_path, capsys):
+    result, runs = smoke
+    study = tmp_path / "plugin_study"
+    for part in ("data", "ue", "seeds/0/policy_mlp"):  # reuse the finished tasks of the smoke study
+        shutil.copytree(result.study_dir / part, study / part)
+    config = tmp_path / "plugin.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "profile": "smoke",
+                "heads": [{"name": "mlp"}, {"name": "cv_residual", "kwargs": {"hidden_dim": 32}}],
+                "training_seeds": [0],
+                "sampling_seeds": [0],
+                "baselines": ["constant_velocity"],
+            }
+        )
+    )
+    argv = [
+        "study",
+        "--import",
+        MODULE,
+        "--config",
+        str(config),
+        "--out",
+        str(study),
+        "--workers",
+        "2",
+        "--json",
+    ]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["headline"]) == {"mlp", "cv_residual", "constant_velocity"}
+    summary = json.loads((study / "summary.json").read_text())
+    assert summary["complete"] and "cv_residual_vs_mlp" in summary["comparisons"]
+    report = (study / "report.md").read_text()
+    assert "| cv_residual |" in report and "| cv_residual__t0__s0 |" in report
+    assert (study / "trajectories.png").stat().st_size > 5000  # plotted with only what the head declares
+    meta = json.loads((study / "seeds/0/policy_cv_residual/mot_config.json").read_text())
+    assert meta["head"]["module"] == MODULE and meta["config"]["head_kwargs"]["hidden_dim"] == 32
+    # The MLP run is the smoke study's own (same policy, same seeds): the comparison is like for like.
+    old = {r["run_id"]: r for r in runs}["mlp__t0__s0"]
+    new = json.loads((study / "runs" / "mlp__t0__s0.json").read_text())
+    assert new["closed_loop"]["episode_scores"] == old["closed_loop"]["episode_scores"]
+
+
+def test_study_outputs_are_readable_by_group_and_others(smoke):
+    study = smoke[0].study_dir
+    files = [
+        study / "study.json",
+        study / "summary.json",
+        study / "report.md",
+        study / "runs.jsonl",
+        study / "data/train/index.json",
+        *list((study / "data/train/shards").glob("*.npz"))[:2],
+        *list((study / "runs").glob("*.json"))[:2],
+        study / "seeds/0/policy_mlp/action_expert.safetensors",
+        study / "seeds/0/policy_mlp/mot_config.json",
+        study / "ue/config.json",
+    ]
+    folders = [study / "data/train", study / "seeds/0/policy_mlp", study / "ue", study / "runs"]
+    for path in files + folders:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode & 0o044 == 0o044, f"{path} is {oct(mode)}"
+    for path in folders:
+        assert stat.S_IMODE(path.stat().st_mode) & 0o011 == 0o011, path
+
+
+def _copy_study(smoke, dest):
+    for part in ("study.json", "data", "ue", "seeds", "runs", "runs.jsonl", "summary.json"):
+        src = smoke[0].study_dir / part
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / part)
+
+
+def test_a_resume_with_another_config_names_the_fields_and_force_keeps_the_data(smoke, tmp_path):
+    study = tmp_path / "s"
+    study.mkdir()
+    _copy_study(smoke, study)
+    other = load_study_config("smoke", {"ae": {"steps": 40}, "heads": [{"name": "mlp"}]})
+    with pytest.raises(ValueError, match=r"these fields differ: ae.steps: 30 -> 40; heads: .*--force") as err:
+        prepare_study(study, other)
+    assert "refiner.steps" not in str(err.value)
+    before = {p: p.read_bytes() for p in (study / "data").rglob("*") if p.is_file()}
+    prepare_study(study, other, force=True)
+    assert {p: p.read_bytes() for p in (study / "data").rglob("*") if p.is_file()} == before  # data kept
+    assert (study / "ue" / "config.json").exists()  # the UE's own settings did not change: kept
+    moved = study / "superseded" / "0"
+    assert (moved / "seeds/0/policy_mlp/mot_config.json").exists() and not (study / "seeds").exists()
+    assert (moved / "runs.jsonl").exists() and not (study / "runs.jsonl").exists()
+    assert json.loads((study / "study.json").read_text())["ae"]["steps"] == 40
+    prepare_study(study, other)  # now it resumes without complaint
+
+
+def test_a_study_with_an_unknown_head_fails_before_any_task(tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml.safe_dump({"profile": "smoke", "heads": [{"name": "mlp"}, {"name": "difusion"}]}))
+    assert main(["study", "--config", str(config), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "heads[1].name" in err and "unknown planning head 'difusion'" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # nothing collected, nothing written
