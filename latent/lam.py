@@ -38,8 +38,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from automot.checks import check_tensor
+from automot.export import export_directory
 from automot.io import (
-    atomic_directory,
     load_safetensors,
     load_state_dict_strict,
     save_safetensors_atomic,
@@ -215,8 +215,8 @@ def rigid_warp(x: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
 
 
 def save_lam(model: LatentActionModel, directory: str | os.PathLike) -> Path:
-    """A LAM folder (safetensors + JSON), written atomically."""
-    with atomic_directory(directory) as tmp:
+    """A LAM folder (safetensors + JSON), written as an export (`automot.export`: never destroys other files)."""
+    with export_directory(directory, "lam", legacy=lambda path: (path / CONFIG).is_file()) as tmp:
         save_safetensors_atomic(model.state_dict(), tmp / WEIGHTS, metadata={"format": str(FORMAT)})
         write_json_atomic(
             tmp / CONFIG,

@@ -35,8 +35,8 @@ from torch import nn
 
 from automot import spec
 from automot.checks import check_positive, check_tensor
+from automot.export import export_directory
 from automot.io import (
-    atomic_directory,
     load_safetensors,
     load_state_dict_strict,
     save_safetensors_atomic,
@@ -210,8 +210,8 @@ def parameter_count(module: nn.Module) -> int:
 
 
 def save_student(student: StudentPlanner, directory: str | os.PathLike) -> Path:
-    """A student folder (safetensors + JSON), written atomically."""
-    with atomic_directory(directory) as tmp:
+    """A student folder (safetensors + JSON), written as an export (`automot.export`: never destroys other files)."""
+    with export_directory(directory, "student", legacy=lambda path: (path / CONFIG).is_file()) as tmp:
         save_safetensors_atomic(student.state_dict(), tmp / WEIGHTS, metadata={"format": str(FORMAT)})
         write_json_atomic(tmp / CONFIG, {"format": FORMAT, "config": asdict(student.config)})
     return Path(directory)

@@ -239,7 +239,7 @@ class ProcessRefresher:
         while True:
             try:
                 msg = self._get(1.0)
-            except Exception as exc:  # noqa: BLE001 - a result that cannot be unpickled
+            except Exception as exc:
                 # Its shared-memory handles are served by the worker; a worker that already exited
                 # (on stop) leaves a result nobody can open. While running, it is a failed refresh.
                 with self._box.cv:

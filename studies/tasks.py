@@ -322,7 +322,12 @@ def round_(x: float) -> float:
 
 
 def _trainer(
-    max_steps: int, ckpt_dir: Path, log_dir: Path, name: str, status: StatusWriter, callbacks: list | None = None
+    max_steps: int,
+    ckpt_dir: Path,
+    log_dir: Path,
+    name: str,
+    status: StatusWriter,
+    callbacks: list | None = None,
 ):
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint

@@ -2,9 +2,10 @@
 
 When the refiner stage keeps the AE frozen (and in eval mode), a dataset sample's `ActionContext`
 is the same every epoch, just as its UE cache is (`training.ue_memo`). `ContextMemo` stores one
-context per sample (reasoning tokens without their padding) and re-batches them, so after the first
-epoch a refiner step costs only the refiner. The re-batched context equals a fresh one up to the
-padding of the reasoning tokens, which every consumer masks (tested).
+context per sample (reasoning tokens without their padding), computed for each unseen sample alone,
+and re-batches them, so after the first epoch a refiner step costs only the refiner. The re-batched
+context equals a fresh one up to the padding of the reasoning tokens, which every consumer masks
+(tested), and does not depend on which batch first met the sample (resume is bit-identical).
 
 Axes: B batch, S reasoning tokens.
 """
@@ -57,8 +58,11 @@ def stack_contexts(contexts: list[ActionContext]) -> ActionContext:
 
 
 class ContextMemo:
-    """`get(batch, keys, compute)`: the batch's context; `compute(batch)` runs only for unseen samples'
-    batches (a batch with any unseen sample is computed whole, then every unseen sample is stored)."""
+    """`get(sensors, keys, compute)`: the batch's context, re-batched from per-sample contexts.
+
+    `compute(sensors, keys)` runs on each unseen sample *alone* (a one-sample `SensorBatch` and its
+    key), so a stored context does not depend on the batch (and padding) the sample was first met in:
+    a resumed run, whose batches meet unseen samples in other company, trains on the same bits."""
 
     def __init__(self, max_items: int = 200_000) -> None:
         if max_items < 0:
@@ -68,20 +72,24 @@ class ContextMemo:
         self.hits = self.misses = 0
 
     def get(
-        self, batch, keys: list[Hashable] | None, compute: Callable[[object], ActionContext]
+        self,
+        sensors,
+        keys: list[Hashable] | None,
+        compute: Callable[[object, list[Hashable] | None], ActionContext],
     ) -> ActionContext:
         if keys is None or self.max_items == 0:
-            return compute(batch)
-        if all(k in self._store for k in keys):
-            self.hits += len(keys)
-            device = batch.waypoints.device
-            return _to(stack_contexts([self._store[k] for k in keys]), device)
-        ctx = compute(batch)
-        self.misses += sum(k not in self._store for k in keys)
-        for key, one in zip(keys, split_context(ctx.detach())):
-            if key not in self._store and len(self._store) < self.max_items:
-                self._store[key] = _to(one, "cpu")
-        return ctx
+            return compute(sensors, keys)
+        device = sensors.ego_state.device
+        missing = [i for i, k in enumerate(keys) if k not in self._store]
+        self.misses += len(missing)
+        self.hits += len(keys) - len(missing)
+        fresh = {}
+        for i in missing:
+            (one,) = split_context(compute(sensors.select([i]), [keys[i]]).detach())
+            fresh[keys[i]] = _to(one, "cpu")
+            if len(self._store) < self.max_items:
+                self._store[keys[i]] = fresh[keys[i]]
+        return _to(stack_contexts([self._store.get(k, fresh.get(k)) for k in keys]), device)
 
 
 def _row(x, i: int):

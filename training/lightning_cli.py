@@ -35,16 +35,6 @@ class AutoMoTCLI(LightningCLI):
             help="without a terminal: print a progress line every this many steps (0: never)",
         )
 
-    def instantiate_trainer(self, **kwargs):
-        every = self._get(self.config, "progress_every", default=50)
-        if not isinstance(every, int) or every < 0:
-            raise ValueError(f"--progress_every: expected an int >= 0, got {every!r}")
-        if every > 0 and not sys.stdout.isatty():
-            from training.progress import LogProgress
-
-            self.trainer_defaults = {**self.trainer_defaults, "callbacks": [LogProgress(every)]}
-        return super().instantiate_trainer(**kwargs)
-
     def parse_arguments(self, parser, args) -> None:
         super().parse_arguments(parser, args)
         sub = self.config.get("subcommand")
@@ -53,6 +43,13 @@ class AutoMoTCLI(LightningCLI):
             peek_checkpoint(ckpt)  # a missing, damaged or pickle-needing file stops here, clearly
 
     def instantiate_trainer(self, **kwargs):
+        every = self._get(self.config, "progress_every", default=50)
+        if not isinstance(every, int) or every < 0:
+            raise ValueError(f"--progress_every: expected an int >= 0, got {every!r}")
+        if every > 0 and not sys.stdout.isatty():
+            from training.progress import LogProgress
+
+            self.trainer_defaults = {**self.trainer_defaults, "callbacks": [LogProgress(every)]}
         trainer = super().instantiate_trainer(**kwargs)
         trainer.callbacks.append(LogVersions())
         if trainer.progress_bar_callback is not None and not isinstance(

@@ -12,19 +12,21 @@ from pathlib import Path
 
 import torch
 
-from automot.io import atomic_directory
+from automot.export import export_directory
 from latent.latent_head import LatentActionHead, load_latent_head, save_latent_head
 from mot.action_expert import ActionExpert
 from mot.backbone import MoTBackbone
 from mot.checkpoint import save_action_expert
-from training.policy import load_pretrained
+from training.policy import POLICY_EXPORT, _legacy_policy, load_pretrained
 
 
 def save_teacher(
     ae: ActionExpert, latent_head: LatentActionHead | None, directory: str | os.PathLike
 ) -> Path:
-    """Write the policy folder (and the latent-action head when given) atomically."""
-    with atomic_directory(directory) as tmp:
+    """Write the policy folder (and the latent-action head when given) as a policy export
+    (`automot.export`: a new folder appears atomically, a previous policy export is replaced file by
+    file, anything else in the folder is kept; a foreign folder or a file is refused)."""
+    with export_directory(directory, POLICY_EXPORT, legacy=_legacy_policy) as tmp:
         save_action_expert(ae, tmp)
         if latent_head is not None:
             save_latent_head(latent_head, tmp)

@@ -32,7 +32,13 @@ def test_bad_arguments_are_refused_before_any_work(tmp_path, kw, field):
 
 
 def _open_loop(l2: float, acc: float) -> dict:
-    return {"l2_1s_stp3": l2 / 2, "l2_2s_stp3": l2, "l2_3s_stp3": 1.5 * l2, "l2_avg_stp3": l2, "acc_joint": acc}
+    return {
+        "l2_1s_stp3": l2 / 2,
+        "l2_2s_stp3": l2,
+        "l2_3s_stp3": 1.5 * l2,
+        "l2_avg_stp3": l2,
+        "acc_joint": acc,
+    }
 
 
 def test_summary_by_hand():

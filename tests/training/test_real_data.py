@@ -94,7 +94,9 @@ def test_the_trained_refiner_beats_the_plan_it_refines_on_held_out_data(refined,
     tokens; `automot bench refine` reports the same numbers."""
     from training.refine_eval import evaluate_refinement
 
-    result = evaluate_refinement(load_pretrained(refined), str(tiny_dataset / "val"), steps=(1, 2), candidates=())
+    result = evaluate_refinement(
+        load_pretrained(refined), str(tiny_dataset / "val"), steps=(1, 2), candidates=()
+    )
     prior, by = result["prior"], result["settings"]
     assert result["refined"]["l2_avg"] < prior["l2_avg"], (result["refined"], prior)
     assert result["refined"]["route_l1"] < prior["route_l1"], (result["refined"], prior)

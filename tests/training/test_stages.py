@@ -217,8 +217,9 @@ def test_differentiable_refiner_trains_the_ae_and_keeps_the_prior_trained(traine
 
 
 def test_memoised_contexts_equal_fresh_ones_and_give_the_same_loss(trained_policy):
-    """The refiner stage memoises the frozen AE's context per sample; a re-batched (re-padded) context
-    gives the same refiner loss as a fresh one."""
+    """The refiner stage memoises the frozen AE's context per sample, computed for each unseen sample
+    alone: a re-batched (re-padded) context gives the same refiner loss as a fresh one, and what is
+    stored does not depend on which batch first met the sample (so a resumed run trains on the same bits)."""
     from training.context_memo import ContextMemo, split_context, stack_contexts
     from training.ue_memo import UEMemo
 
@@ -226,20 +227,34 @@ def test_memoised_contexts_equal_fresh_ones_and_give_the_same_loss(trained_polic
     batches = list(FakeDataModule().train_dataloader())
     memo = ContextMemo()
     fresh = [stage.forward_ae(b, with_plan=False).context for b in batches]
+    sizes = []
+
+    def compute(sensors, keys):
+        sizes.append(len(keys))
+        return stage._frozen_context(sensors, keys)
+
     for b in batches:  # fill
-        memo.get(b, UEMemo.sample_keys(b), lambda x: stage.forward_ae(x, with_plan=False).context)
-    assert memo.misses == sum(b.waypoints.shape[0] for b in batches) and memo.hits == 0
+        memo.get(b.sensors, UEMemo.sample_keys(b), compute)
+    n = sum(b.waypoints.shape[0] for b in batches)
+    assert memo.misses == n and memo.hits == 0 and sizes == [1] * n  # every unseen sample alone
     calls = []
     for b, ctx in zip(batches, fresh):
-        got = memo.get(b, UEMemo.sample_keys(b), lambda x: calls.append(1))
+        got = memo.get(b.sensors, UEMemo.sample_keys(b), lambda *a: calls.append(1))
         assert not calls
-        torch.manual_seed(0)
         a = stage.ae.head.loss(ctx, stage.plan_target(b), generator=torch.Generator().manual_seed(0))["loss"]
         c = stage.ae.head.loss(got, stage.plan_target(b), generator=torch.Generator().manual_seed(0))["loss"]
         assert torch.allclose(a, c, atol=1e-6)
+    # Another memo meeting the same samples in other batches stores bit-identical contexts.
+    other = ContextMemo()
+    b0 = batches[0]
+    mixed = b0.sensors.select([1, 0])
+    keys = [UEMemo.sample_keys(b0)[1], UEMemo.sample_keys(b0)[0]]
+    got = other.get(mixed, keys, stage._frozen_context)
+    want = memo.get(mixed, keys, lambda *a: calls.append(1))
+    assert not calls and torch.equal(got.plan_latents, want.plan_latents)
     # Re-batching other samples together changes the padding, not the contexts.
-    mixed = stack_contexts(split_context(fresh[0])[::-1])
-    assert torch.equal(mixed.plan_latents, fresh[0].plan_latents.flip(0))
+    flipped = stack_contexts(split_context(fresh[0])[::-1])
+    assert torch.equal(flipped.plan_latents, fresh[0].plan_latents.flip(0))
 
 
 def test_after_short_training_every_moa_path_has_moved_and_reasoning_changes_the_plan(trained_policy):

@@ -71,13 +71,16 @@ class RefinerStage(PolicyStage):
                 head.prior_head.eval()
         return self
 
+    def _frozen_context(self, sensors, keys):
+        """The frozen AE's action context of `sensors` (UE caches memoised under `keys`)."""
+        sensors = sensors.to(self.device)
+        return self.ae(sensors, self.ue_memo.prefill(sensors, keys), with_plan=False).context
+
     def losses(self, batch) -> dict:
         if not self.fine_tune_ae:
             # A frozen AE gives every sample the same context each epoch: compute it once.
-            ctx = self.context_memo.get(
-                batch, UEMemo.sample_keys(batch), lambda b: self.forward_ae(b, with_plan=False).context
-            )
-            parts = self.ae.head.loss(ctx, self.plan_target(batch))
+            ctx = self.context_memo.get(batch.sensors, UEMemo.sample_keys(batch), self._frozen_context)
+            parts = self.ae.head.loss(ctx, self.plan_target(batch), generator=self.step_generator())
             return {"loss": parts["loss"], **{k: v for k, v in parts.items() if k != "loss"}}
         out = self.forward_ae(batch, with_plan=False)
         parts = self.ae.head.loss(out.context, self.plan_target(batch), generator=self.step_generator())
