@@ -326,7 +326,7 @@ def _trainer(
     ckpt_dir: Path,
     log_dir: Path,
     name: str,
-    status: StatusWriter,
+    status: StatusWriter | None = None,
     callbacks: list | None = None,
 ):
     import lightning as L
@@ -346,7 +346,7 @@ def _trainer(
             *(callbacks or []),
             ModelCheckpoint(dirpath=str(ckpt_dir), every_n_train_steps=every, save_last=True, save_top_k=0),
             LogVersions(),
-            training_callback(status),
+            *([training_callback(status)] if status is not None else []),
         ],
         enable_progress_bar=False,
         enable_model_summary=False,

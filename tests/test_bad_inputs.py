@@ -258,7 +258,7 @@ ROWS = [
     api("policy_float64_tensor", lambda e: _load(e, "policy_float64"), "dtype mismatches ['decision_queries: expected torch.float32, got torch.float64']"),
     api("policy_head_module_missing", lambda e: _load(e, "policy_ghost"), "expected an importable module 'ghost_module_xyz' (needed for its head 'ghost_head')"),
     api("policy_head_unknown", lambda e: _load(e, "policy_unknown"), "unknown planning head 'ghost_head'"),
-    api("policy_format", lambda e: _load(e, "policy_format"), "mot_config.json: expected format 1, got 99"),
+    api("policy_format", lambda e: _load(e, "policy_format"), "mot_config.json: expected format 1 or 2, got 99"),
     api("save_into_a_user_folder", lambda e: _save(e, "user_folder"), "export_dir: expected a new or empty folder"),
     api("save_into_a_file", lambda e: _save(e, "a_file.txt"), "export_dir: expected a folder for the policy export, got the file"),
     api("ae_stage_export_into_a_user_folder", lambda e: _stage(e, "ActionExpertStage", export_dir=e.p("user_folder")), "export_dir"),

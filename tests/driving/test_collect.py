@@ -86,7 +86,7 @@ def test_killed_and_resumed_collection_equals_an_uninterrupted_one(reference, tm
 def test_resuming_with_another_config_is_refused(reference, tmp_path):
     other = tiny_config()
     other.sample_every = 2
-    with pytest.raises(ValueError, match="expected a dataset collected with this config"):
+    with pytest.raises(ValueError, match="to hold a dataset with this config"):
         collect(other, reference, progress=False)
 
 

@@ -84,6 +84,33 @@ def test_qwen3vl_example_skips_without_a_folder_and_runs_with_one(tmp_path, monk
         run(["--ue", str(tmp_path)])
 
 
+def test_refiner_recipe_compares_variants_with_the_prior_on_held_out_data(refiner_run, tiny_dataset, capsys):
+    from training.evaluate import evaluate_open_loop
+    from training.policy import load_pretrained
+
+    out, _ = refiner_run
+    policy, val = out / "policy_mlp", tiny_dataset / "val"
+    argv = [
+        "--policy",
+        str(policy),
+        "--train",
+        str(tiny_dataset / "train"),
+        "--val",
+        str(val),
+        "--steps",
+        "4",
+    ]
+    small = '{"refiner": {"dim": 32, "depth": 1, "moa": {"num_heads": 4}}}'
+    results = example("refiner_recipe.py")([*argv, "--variant", f"tiny={small}"])
+    r = results["tiny"]
+    # The prior the variants are compared with is the AE + MLP policy's own open-loop plan.
+    direct = evaluate_open_loop(load_pretrained(policy), str(val))
+    assert r["prior_l2_avg"] == pytest.approx(direct["l2_avg_stp3"], abs=1e-5)
+    assert r["ratio"] == pytest.approx(r["l2_avg"] / r["prior_l2_avg"])
+    assert set(r["l2_avg_by_steps"]) == {1, 2, 5} and r["overrides"]["refiner"]["dim"] == 32
+    assert "| tiny |" in capsys.readouterr().out
+
+
 def test_synthetic_heads_example_trains_both_heads(capsys):
     results = example("synthetic_heads.py")(["--seconds", "0.3"])
     assert set(results) == {"mlp", "diffusion"} and all(r["steps"] > 0 for r in results.values())
@@ -95,4 +122,5 @@ def test_readme_links_every_example_and_a_test_runs_each():
     tests = "".join(p.read_text() for p in (ROOT / "tests").rglob("test_*.py"))
     for path in sorted((ROOT / "examples").glob("*.py")):
         assert f"(examples/{path.name})" in readme, f"README does not link {path.name}"
-        assert f'"{path.name}"' in tests, f"no test runs {path.name}"
+        runs = f'"{path.name}"' in tests or f'"examples.{path.stem}"' in tests  # by file or as a module
+        assert runs, f"no test runs {path.name}"

@@ -165,7 +165,7 @@ def test_summary_has_robust_aggregates_and_the_detectable_difference(smoke):
         assert section in report
     # Every task wrote its status file (its duration feeds `automot study plan`).
     statuses = list((result.study_dir / "work" / "status").glob("*.json"))
-    assert len(statuses) == 3 + 1 + 2 + 2 + 8 + 2
+    assert len(statuses) == 3 + 1 + 2 + 2 + 8 + 2 + 2  # ... 8 runs, 2 baselines, 2 failure strips
 
 
 def test_study_plan_cli_from_the_smoke_study(smoke, capsys):

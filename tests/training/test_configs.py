@@ -27,4 +27,4 @@ def test_config_writes_last_ckpt_and_exports_apart_from_its_logs(path):
         folders.append(Path(logger["init_args"]["save_dir"]) / logger["init_args"].get("name", ""))
     for folder in folders:
         assert not _inside(export, folder), f"export_dir {export} overlaps {folder}"
-    assert len(CONFIGS) == 8
+    assert len(CONFIGS) == 12

@@ -74,7 +74,8 @@ class PolicyStage(L.LightningModule):
         return self.backbone.ue
 
     def on_fit_start(self) -> None:
-        check_run_folders(self.trainer, self.export_dir)  # before any training, not at export time
+        if self._trainer is not None:  # a stage driven by hand (tests) has no run folders to check
+            check_run_folders(self.trainer, self.export_dir)  # before any training, not at export time
         self._move_ue()
 
     def on_validation_start(self) -> None:
