@@ -16,22 +16,31 @@ from latent.config import LAMConfig, VQConfig
 from latent.lam import LatentActionModel
 from latent.toy import planted_scores, train_on_planted
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--steps", type=int, default=300)
-parser.add_argument("--seed", type=int, default=0, help="model seed")
-args = parser.parse_args()
-torch.set_num_threads(1)
-print("| FDM | scales | perplexity | entries used | probe accuracy | majority |")
-print("|---|---|---|---|---|---|")
-for warp in (False, True):
-    for scales in ((1,), (1, 2, 4)):
-        config = LAMConfig(
-            width=32, depth=1, num_heads=4, downsamples=2, warp=warp, recon_scales=scales, seed=args.seed,
-            vq=VQConfig(code_dim=16, restart_every=50),
-        )  # fmt: skip
-        s = planted_scores(train_on_planted(LatentActionModel(config, (16, 16)), args.steps))
-        name = "residual + warp" if warp else "residual only"
-        print(
-            f"| {name} | {scales} | {s['perplexity']:.2f} | {round(16 * s['usage'])} / 16 | "
-            f"{100 * s['probe']['accuracy']:.1f} % | {100 * s['probe']['majority']:.1f} % |"
-        )
+
+def main(argv: list[str] | None = None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=0, help="model seed")
+    args = parser.parse_args(argv)
+    print("| FDM | scales | perplexity | entries used | probe accuracy | majority |")
+    print("|---|---|---|---|---|---|")
+    rows = {}
+    for warp in (False, True):
+        for scales in ((1,), (1, 2, 4)):
+            config = LAMConfig(
+                width=32, depth=1, num_heads=4, downsamples=2, warp=warp, recon_scales=scales, seed=args.seed,
+                vq=VQConfig(code_dim=16, restart_every=50),
+            )  # fmt: skip
+            s = planted_scores(train_on_planted(LatentActionModel(config, (16, 16)), args.steps))
+            name = "residual + warp" if warp else "residual only"
+            rows[(name, scales)] = s
+            print(
+                f"| {name} | {scales} | {s['perplexity']:.2f} | {round(16 * s['usage'])} / 16 | "
+                f"{100 * s['probe']['accuracy']:.1f} % | {100 * s['probe']['majority']:.1f} % |"
+            )
+    return rows
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    main()

@@ -493,7 +493,9 @@ def _refine(study: Path, config: StudyConfig, seed: int, head: str, status: Stat
     )
 
 
-def _closed_loop(study: Path, config: StudyConfig, policy, rid: str, status: StatusWriter) -> dict:
+def _closed_loop(
+    study: Path, config: StudyConfig, policy, rid: str, status: StatusWriter | None = None
+) -> dict:
     from driving import EvalConfig, build_scenario, split_seeds
     from training.evaluate import evaluate_closed_loop
 
@@ -502,11 +504,13 @@ def _closed_loop(study: Path, config: StudyConfig, policy, rid: str, status: Sta
     episodes = study / RUNS_DIR / f"{rid}.episodes.jsonl"
     eval_config = EvalConfig(sensors=_sensors(config))
     total, done = len(scenarios) * len(seeds), [len(read_jsonl(episodes))]
-    status.update("closed loop", done[0], total, "episode", force=True)
+    if status is not None:
+        status.update("closed loop", done[0], total, "episode", force=True)
 
     def on_episode(_record) -> None:
         done[0] += 1
-        status.update("closed loop", done[0], total, "episode")
+        if status is not None:
+            status.update("closed loop", done[0], total, "episode")
 
     summary = evaluate_closed_loop(
         policy, scenarios, seeds, records_path=episodes, eval_config=eval_config, on_episode=on_episode

@@ -124,3 +124,12 @@ def test_readme_links_every_example_and_a_test_runs_each():
         assert f"(examples/{path.name})" in readme, f"README does not link {path.name}"
         runs = f'"{path.name}"' in tests or f'"examples.{path.stem}"' in tests  # by file or as a module
         assert runs, f"no test runs {path.name}"
+
+
+def test_latent_toy_ablation_example_scores_every_fdm(capsys):
+    rows = example("latent_toy_ablation.py")(["--steps", "2"])
+    assert len(rows) == 4  # residual only / + warp, x one or three reconstruction scales
+    for s in rows.values():
+        assert 1.0 <= s["perplexity"] <= 16.0 and 0.0 < s["usage"] <= 1.0
+        assert 0.0 <= s["probe"]["accuracy"] <= 1.0
+    assert "| residual + warp |" in capsys.readouterr().out

@@ -72,3 +72,31 @@ def test_a_rerun_finds_every_task_done_and_writes_the_same_summary(latent_study)
     before = result.summary_path.read_bytes()
     again = run_study(result.study_dir, load_study_config("latent_smoke"), workers=1, progress=None)
     assert again.summary_path.read_bytes() == before
+
+
+def test_lam_checkpoint_example_scores_the_last_checkpoint_like_the_study(latent_study, tmp_path):
+    """examples/lam_checkpoint_quality.py on the LAM's last Lightning checkpoint (its final weights)
+    reproduces the study's own LAM quality numbers on the same splits."""
+    import runpy
+    from pathlib import Path
+
+    result, _ = latent_study
+    study = result.study_dir
+    main = runpy.run_path(
+        str(Path(__file__).resolve().parents[2] / "examples" / "lam_checkpoint_quality.py")
+    )["main"]
+    out = tmp_path / "quality.json"
+    argv = [
+        str(study),
+        "--ckpt",
+        str(study / "work" / "lam" / "last.ckpt"),
+        "--probe-train",
+        "train",
+        "--eval",
+        "test",
+    ]
+    got = main([*argv, "--out", str(out)])
+    assert out.exists() and got["recon_over_copy"] == pytest.approx(got["recon_mse"] / got["copy_mse"])
+    own = json.loads(next(study.rglob("lam_quality.json")).read_text())
+    assert got["recon_mse"] == pytest.approx(own["recon_mse"], rel=1e-5)
+    assert got["codebook"] == pytest.approx(own["codebook"], rel=1e-5)

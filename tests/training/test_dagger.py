@@ -101,7 +101,7 @@ def test_a_killed_round_resumes_to_the_same_dataset(round_one, tmp_path):
     assert len(list((out / "shards").glob("*.npz"))) == 1  # really half-way
     collect_round(learner, out, small_collect(episodes=2, seed_start=10), beta=BETA, round_index=1)
     assert files(out) == files(root / "r1")  # byte for byte, index included
-    with pytest.raises(ValueError, match="to hold a dataset with this config"):
+    with pytest.raises(ValueError, match="expected a dataset collected with this config"):
         collect_round(learner, out, small_collect(episodes=2, seed_start=10), beta=0.9, round_index=1)
 
 
