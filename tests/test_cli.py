@@ -59,8 +59,9 @@ def test_bench_train_reports_throughput_against_a_measured_peak(capsys):
         assert row["step_ms"] > 0 and row["gflop_per_step"] > 0
         # samples_per_s is printed with one decimal: compare within that rounding
         assert row["samples_per_s"] == pytest.approx(2 / (row["step_ms"] * 1e-3), rel=0.01, abs=0.051)
+        # fraction_of_peak is printed with 3 decimals, peak_gflops with 1: within that rounding
         assert row["fraction_of_peak"] == pytest.approx(
-            row["achieved_gflops"] / result["peak_gflops"], rel=0.02
+            row["achieved_gflops"] / result["peak_gflops"], rel=0.02, abs=0.0006
         )
     # The refiner stage trains only the head: fewer trainable parameters than... its own total, and
     # none of the AE's (the AE stage trains the AE, the refiner stage a different set).
