@@ -343,7 +343,10 @@ def collect(
     plan = config.episodes_plan()
     known = prepare_out(out, config_json, _config_hash(config_json))
     make_dirs(out / SHARD_DIR, field="out")
-    for stale in (out / SHARD_DIR).glob(".*.tmp"):  # left by a killed writer
+    for stale in [
+        *(out / SHARD_DIR).glob(".*.tmp"),
+        *out.glob(f".{INDEX_NAME}.*.tmp"),
+    ]:  # left by a killed writer
         stale.unlink()
     expected = {shard_name(s, seed): (s, seed) for s, seed in plan}
     entries: dict[tuple[str, int], dict] = {}
