@@ -123,3 +123,12 @@ class ParameterEMA(nn.Module):
             with torch.no_grad():
                 for saved, (_, param) in zip(live, self._pairs(module)):
                     param.copy_(saved)
+
+
+def lightning_optimizers(module, config: OptimConfig, trainer) -> dict:
+    """What a stage's `configure_optimizers` returns: AdamW over `module`'s trainable parameters and
+    the warm-up + cosine schedule over the trainer's total steps, stepped every step."""
+    optimizer = build_optimizer(module, config)
+    total = int(trainer.estimated_stepping_batches) if trainer is not None else 1
+    scheduler = build_scheduler(optimizer, config, max(1, total))
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

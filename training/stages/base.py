@@ -21,7 +21,7 @@ from mot.action_expert import MoTOutput
 from mot.backbone import MoTBackbone
 from mot.decision import decision_nll
 from training.metrics import CollisionRate, DecisionAccuracy, PlanL2
-from training.optim import OptimConfig, ParameterEMA, build_optimizer, build_scheduler
+from training.optim import OptimConfig, ParameterEMA, lightning_optimizers
 from training.policy import check_policy_target, save_pretrained
 from training.run_folders import check_run_folders
 from training.step_rng import CHECKPOINT_KEY, draw_train_seed, step_generator, step_global_rng
@@ -141,10 +141,7 @@ class PolicyStage(L.LightningModule):
 
     # -- optimisation -----------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = build_optimizer(self.ae, self.optim)
-        total = int(self.trainer.estimated_stepping_batches) if self.trainer is not None else 1
-        scheduler = build_scheduler(optimizer, self.optim, max(1, total))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return lightning_optimizers(self.ae, self.optim, self.trainer)
 
     def configure_gradient_clipping(
         self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None

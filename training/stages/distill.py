@@ -29,7 +29,7 @@ from heads.mlp import plan_l1_loss
 from latent.latent_head import soft_latent_kl
 from latent.student import StudentConfig, StudentPlanner, normalize_teacher_tokens, save_student
 from mot.decision import decision_nll
-from training.optim import OptimConfig, build_optimizer, build_scheduler
+from training.optim import OptimConfig, lightning_optimizers
 from training.teacher import load_teacher
 from training.ue_memo import UEMemo
 
@@ -171,10 +171,7 @@ class DistillStage(L.LightningModule):
         self.log_dict({f"val/{k}": v for k, v in parts.items()}, batch_size=batch.batch_size)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = build_optimizer(self.student, self.optim)
-        total = int(self.trainer.estimated_stepping_batches) if self.trainer is not None else 1
-        scheduler = build_scheduler(optimizer, self.optim, max(1, total))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return lightning_optimizers(self.student, self.optim, self.trainer)
 
     def configure_gradient_clipping(
         self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None

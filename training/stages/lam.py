@@ -21,7 +21,7 @@ from latent.config import LAMConfig
 from latent.data import observations_only
 from latent.lam import LatentActionModel, save_lam
 from latent.vq import code_statistics
-from training.optim import OptimConfig, build_optimizer, build_scheduler
+from training.optim import OptimConfig, lightning_optimizers
 
 
 class LAMStage(L.LightningModule):
@@ -92,10 +92,7 @@ class LAMStage(L.LightningModule):
         )
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = build_optimizer(self.lam, self.optim)
-        total = int(self.trainer.estimated_stepping_batches) if self.trainer is not None else 1
-        scheduler = build_scheduler(optimizer, self.optim, max(1, total))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return lightning_optimizers(self.lam, self.optim, self.trainer)
 
     def configure_gradient_clipping(
         self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None

@@ -20,7 +20,7 @@ from torch import nn
 
 from latent.lam import LatentActionModel, load_lam
 from latent.latent_head import LatentActionHead, LatentHeadConfig, latent_action_nll, load_latent_head
-from training.optim import OptimConfig, build_optimizer, build_scheduler
+from training.optim import OptimConfig, lightning_optimizers
 from training.policy import BackboneSpec
 from training.stages.action_expert import ActionExpertStage
 from training.stages.latent_pretrain import lam_targets, pretraining_offsets
@@ -127,10 +127,7 @@ class LatentFinetuneStage(ActionExpertStage):
         modules = {"ae": self.ae}
         if self.latent_head is not None:
             modules["latent_head"] = self.latent_head
-        optimizer = build_optimizer(nn.ModuleDict(modules), self.optim)
-        total = int(self.trainer.estimated_stepping_batches) if self.trainer is not None else 1
-        scheduler = build_scheduler(optimizer, self.optim, max(1, total))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return lightning_optimizers(nn.ModuleDict(modules), self.optim, self.trainer)
 
     def configure_gradient_clipping(
         self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
