@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     parser.add_argument("--val", required=True, help="held-out data folder they are compared on")
     parser.add_argument("--variant", action="append", default=None, metavar="NAME=JSON",
                         help="DiffusionHead overrides on top of the demo's refiner size (repeatable)")  # fmt: skip
-    parser.add_argument("--steps", type=int, default=800, help="refiner training steps per variant")
+    parser.add_argument("--steps", type=int, default=1600, help="refiner training steps per variant")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)

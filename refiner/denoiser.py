@@ -57,8 +57,9 @@ class DenoiserConfig:
     anchors: AnchorConfig = field(default_factory=AnchorConfig)
     # Weight of the predicted collision probability in the scorer's cost (normalised-L1 units).
     collision_weight: float = 1.0
-    # Training along the sampler's chain: 1 = one perturbed prior at one t per sample.
-    train_unroll: int = 1
+    # Training along the sampler's chain: n network evaluations on the n-step chain from one start
+    # (default 2, the sampler's default step count); 1 = one perturbed prior at one t per sample.
+    train_unroll: int = 2
     # Share of training samples started from a random mode anchor instead of the prior.
     train_mode_prob: float = 0.0
 
@@ -166,7 +167,8 @@ class TruncatedDenoiser(nn.Module):
             x_t = self.noise_model.perturb(x0, t, self.train_scheduler, self.segments, generator)
             x0_hat, score = self.network.forward_with_score(x_t, t, memory)
             return TrainingEstimates([self.denormalize(x0_hat)], weight, score)
-        # One start per batch on a grid the sampler could use: t_start + 1 a multiple of n.
+        # One start per batch on a trailing grid (t_start + 1 a multiple of n; the sampler can replay it
+        # with any scheduler that takes custom timesteps, with DDIM when the stride divides T).
         starts = torch.arange(n - 1, t_max, n)
         t_start = int(starts[torch.randint(0, len(starts), (1,), generator=generator)])
         grid = truncated_timesteps(

@@ -212,7 +212,7 @@ class StudyConfig:
     data: DataSpec = field(default_factory=DataSpec)
     pretrain_ue_steps: int = 200  # 0: a randomly initialised UE (the paper's "w/o pretrained UE")
     ae: TrainSpec = field(default_factory=lambda: TrainSpec(steps=800, lr=2e-3))
-    refiner: TrainSpec = field(default_factory=lambda: TrainSpec(steps=800, lr=1e-3))
+    refiner: TrainSpec = field(default_factory=lambda: TrainSpec(steps=1600, lr=1e-3))
     heads: list[HeadSpec] = field(
         default_factory=lambda: [
             HeadSpec("mlp"),

@@ -244,3 +244,47 @@ def test_diffusion_head_requires_reasoning_tokens_when_built_for_them():
 def test_mlp_head_rejects_wrong_number_of_waypoint_weights():
     with pytest.raises(ValueError, match=r"waypoint_weights: expected 6 weights"):
         MLPHead(TINY_DIMS, waypoint_weights=(1.0, 1.0))
+
+
+@pytest.mark.parametrize("unroll", [2, 3])
+def test_unrolled_training_runs_the_samplers_own_chain(unroll):
+    """`train_unroll=n` scores the network on the samples the n-step sampler visits: every network
+    input after the first is the noise model's reverse step from the previous one (detached), on the
+    sampler's trailing grid, and equals what `denoise` feeds the network from the same start."""
+    torch.manual_seed(0)
+    # DDPM's grid takes any trailing stride (DDIM's needs it to divide T): every training start can
+    # be replayed by the sampler. The multiplicative noise model's reverse step is its own either way.
+    denoiser = {"train_unroll": unroll, "schedule": {"scheduler": "ddpm"}}
+    head = build_head("diffusion", TINY_DIMS, refiner=TINY_REFINER, denoiser=denoiser)
+    perturb_zero_init(head.denoiser.network)
+    den, ctx = head.denoiser, make_context()
+    calls = []
+    forward = den.network.forward_with_score
+
+    def recording(x, t, memory):
+        calls.append((x.detach().clone(), t.clone(), x.requires_grad))
+        return forward(x, t, memory)
+
+    den.network.forward_with_score = recording
+    prior = head.prior(ctx)
+    train = den.training_prediction(
+        prior.waypoints, prior.route, head.encode(ctx), torch.Generator().manual_seed(5)
+    )
+    assert len(train.estimates) == unroll == len(calls)
+    t_start = int(calls[0][1][0])
+    assert (t_start + 1) % unroll == 0 and t_start < den.config.schedule.train_t_max
+    stride = (t_start + 1) // unroll
+    assert [int(c[1][0]) for c in calls] == [t_start - i * stride for i in range(unroll)]
+    assert not any(c[2] for c in calls[1:])  # the chain between steps is detached
+    # Every estimate is a regression target of the loss (the chain's samples are not the prior).
+    assert all(torch.isfinite(wp).all() and wp.requires_grad for wp, _ in train.estimates)
+    # The sampler from the same start sample meets the same inputs.
+    training_inputs = [c[0] for c in calls]
+    calls.clear()
+    memory = head.encode(ctx).with_anchor(den.normalize(prior.waypoints, prior.route))
+    with torch.no_grad():
+        den.denoise(training_inputs[0], memory, t_start, unroll, torch.Generator().manual_seed(0))
+    assert len(calls) == unroll
+    for seen_in_training, seen_by_sampler in zip(training_inputs, (c[0] for c in calls)):
+        torch.testing.assert_close(seen_in_training, seen_by_sampler, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(training_inputs[0], training_inputs[1])

@@ -100,7 +100,9 @@ def test_the_trained_refiner_beats_the_plan_it_refines_on_held_out_data(refined,
     prior, by = result["prior"], result["settings"]
     assert result["refined"]["l2_avg"] < prior["l2_avg"], (result["refined"], prior)
     assert result["refined"]["route_l1"] < prior["route_l1"], (result["refined"], prior)
-    assert by["steps2_k1"]["l2_avg"] <= by["steps1_k1"]["l2_avg"] + 1e-6, by
+    # A second reverse step does not make the plan worse beyond 0.5 % (the over-correcting sampler
+    # this guards against made two steps 7 % and five steps 15 % worse than the prior's refinement).
+    assert by["steps2_k1"]["l2_avg"] <= 1.005 * by["steps1_k1"]["l2_avg"], by
     assert result["knockouts"]["no_reasoning"]["l2_avg"] != result["refined"]["l2_avg"]
 
     argv = ["bench", "refine", "--policy", str(refined), "--data", str(tiny_dataset / "val"), "--json"]
