@@ -12,7 +12,9 @@ then decoded under several sampler settings:
 and with the Mixture-of-Attention's inputs knocked out at inference (bypass gates zeroed, reasoning
 tokens zeroed, decision values scaled to zero), which shows what each path contributes to the trained
 network. Every entry has L2 at 1/2/3 s (ST-P3 and UniAD), route L1 and the open-loop collision rate;
-`ratio` is refined (defaults) / prior L2 avg (ST-P3), the headline.
+`ratio` is refined (defaults) / prior L2 avg (ST-P3), the headline. `step_differences` compares
+every step count with the first one sample by sample (paired L2 avg difference, its 95 % t-interval):
+"more steps do not make the plan worse" reads as an interval that does not lie above zero.
 
 Axes: B batch, K candidates, Nw waypoints, Nr route points.
 """
@@ -48,6 +50,20 @@ def _metrics(waypoints: torch.Tensor, route: torch.Tensor, ref: dict) -> dict[st
     collided = plan_collisions(waypoints, ref["agent_boxes"], ref["agent_mask"], ref["ego_size"])
     out["collision_avg"] = float(collision_per_horizon(collided, "stp3").mean())
     return out
+
+
+def paired_difference(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
+    """Per-sample values a, b (N,) of the same samples -> mean of a - b, its 95 % t-interval (the
+    samples taken as independent; samples of one episode are correlated, so the interval is, if
+    anything, too narrow) and the mean relative to b's mean."""
+    from scipy import stats
+
+    if a.shape != b.shape or a.dim() != 1 or a.numel() < 2:
+        raise ValueError(f"a, b: expected two (N,) tensors with N >= 2, got {tuple(a.shape)} and {tuple(b.shape)}")
+    d = (a - b).double()
+    mean, sem = float(d.mean()), float(d.std(unbiased=True)) / d.numel() ** 0.5
+    half = float(stats.t.ppf(0.975, d.numel() - 1)) * sem
+    return {"mean": mean, "ci95_low": mean - half, "ci95_high": mean + half, "relative": mean / float(b.mean())}
 
 
 def _oracle(samples_wp: torch.Tensor, samples_route: torch.Tensor, ref: dict):
@@ -145,9 +161,11 @@ def evaluate_refinement(
     result["ratio"] = result["refined"]["l2_avg"] / result["prior"]["l2_avg"]
     result["route_ratio"] = result["refined"]["route_l1"] / result["prior"]["route_l1"]
     by_setting: dict[str, dict] = {}
+    per_sample: dict[int, torch.Tensor] = {}
     for n in steps:
         plan = decode(num_steps=n, num_samples=1)
         by_setting[f"steps{n}_k1"] = _metrics(plan["waypoints"], plan["route"], ref)
+        per_sample[n] = l2_per_horizon(plan["waypoints"], ref["waypoints"], "stp3").mean(1)
         for k in candidates:
             plan = decode(num_steps=n, num_samples=k)
             by_setting[f"steps{n}_k{k}_selected"] = _metrics(plan["waypoints"], plan["route"], ref)
@@ -155,6 +173,11 @@ def evaluate_refinement(
                 *_oracle(plan["waypoint_samples"], plan["route_samples"], ref), ref
             )
     result["settings"] = by_setting
+    if len(steps) > 1:
+        first = steps[0]
+        result["step_differences"] = {
+            f"steps{n}_minus_steps{first}": paired_difference(per_sample[n], per_sample[first]) for n in steps[1:]
+        }
     if knockouts:
         result["knockouts"] = _knockouts(head, contexts, ref, decode)
     return result
@@ -188,6 +211,9 @@ def flat_summary(result: dict) -> dict[str, float]:
     for which in ("prior", "refined"):
         for key in ("l2_avg", "l2_3s", "l2_avg_uniad", "route_l1", "collision_avg"):
             out[f"{which}_{key}"] = result[which][key]
+    for name, diff in result.get("step_differences", {}).items():
+        out[f"{name}_l2_avg"] = diff["mean"]
+        out[f"{name}_l2_avg_ci95_high"] = diff["ci95_high"]
     for group in ("settings", "knockouts"):
         for name, metrics in result.get(group, {}).items():
             out[f"{name}_l2_avg"] = metrics["l2_avg"]

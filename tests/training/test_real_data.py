@@ -103,6 +103,9 @@ def test_the_trained_refiner_beats_the_plan_it_refines_on_held_out_data(refined,
     # A second reverse step does not make the plan worse beyond 0.5 % (the over-correcting sampler
     # this guards against made two steps 7 % and five steps 15 % worse than the prior's refinement).
     assert by["steps2_k1"]["l2_avg"] <= 1.005 * by["steps1_k1"]["l2_avg"], by
+    diff = result["step_differences"]["steps2_minus_steps1"]
+    assert diff["mean"] == pytest.approx(by["steps2_k1"]["l2_avg"] - by["steps1_k1"]["l2_avg"], abs=1e-6)
+    assert diff["ci95_low"] < diff["mean"] < diff["ci95_high"]
     assert result["knockouts"]["no_reasoning"]["l2_avg"] != result["refined"]["l2_avg"]
 
     argv = ["bench", "refine", "--policy", str(refined), "--data", str(tiny_dataset / "val"), "--json"]
