@@ -17,8 +17,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist), each test file in one worker so its
+# module fixtures are built once; `make test TEST_WORKERS=0` runs it in this process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 demo: $(STAMP)
 	$(BIN)/automot demo

@@ -8,7 +8,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# Under pytest-xdist (`make test`) every worker gets one thread, so two workers fill two cores
+# instead of oversubscribing them; a plain `pytest` run keeps up to two.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))
 
 
 import pytest  # noqa: E402
