@@ -59,11 +59,18 @@ def paired_difference(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
     from scipy import stats
 
     if a.shape != b.shape or a.dim() != 1 or a.numel() < 2:
-        raise ValueError(f"a, b: expected two (N,) tensors with N >= 2, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(
+            f"a, b: expected two (N,) tensors with N >= 2, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
     d = (a - b).double()
     mean, sem = float(d.mean()), float(d.std(unbiased=True)) / d.numel() ** 0.5
     half = float(stats.t.ppf(0.975, d.numel() - 1)) * sem
-    return {"mean": mean, "ci95_low": mean - half, "ci95_high": mean + half, "relative": mean / float(b.mean())}
+    return {
+        "mean": mean,
+        "ci95_low": mean - half,
+        "ci95_high": mean + half,
+        "relative": mean / float(b.mean()),
+    }
 
 
 def _oracle(samples_wp: torch.Tensor, samples_route: torch.Tensor, ref: dict):
@@ -176,7 +183,8 @@ def evaluate_refinement(
     if len(steps) > 1:
         first = steps[0]
         result["step_differences"] = {
-            f"steps{n}_minus_steps{first}": paired_difference(per_sample[n], per_sample[first]) for n in steps[1:]
+            f"steps{n}_minus_steps{first}": paired_difference(per_sample[n], per_sample[first])
+            for n in steps[1:]
         }
     if knockouts:
         result["knockouts"] = _knockouts(head, contexts, ref, decode)
