@@ -5,10 +5,10 @@ model at t ~ U{0, ..., train_t_max - 1}, and the network predicts x0 given the p
 the clean prior (its anchor); the head takes an L1 loss against the expert trajectory. With
 `train_unroll=n > 1` (default 2, the sampler's default step count) the network is instead run along
 the sampler's own n-step chain from a random start (the sample between steps detached) and every
-step's x0 estimate is scored, so it learns on the partly corrected samples it meets at inference. With `train_mode_prob > 0` a sample starts from
-a random mode anchor (see `refiner.anchors`) instead of the prior; its x0 estimate is then
-regressed onto the expert only when that anchor is the mode nearest to the expert plan (the
-others teach the score head what a poor candidate looks like).
+step's x0 estimate is scored, so it learns on the partly corrected samples it meets at inference.
+With `train_mode_prob > 0` a sample starts from a random mode anchor (see `refiner.anchors`) instead
+of the prior; its x0 estimate is then regressed onto the expert only when that anchor is the mode
+nearest to the expert plan (the others teach the score head what a poor candidate looks like).
 
 Inference: the prior is perturbed to `t_start` and `num_steps` reverse steps of the noise model run
 (see `refiner.noise`, `refiner.schedule`); the network predicts x0 (diffusers prediction_type
