@@ -297,14 +297,20 @@ class ExpertPolicy:
         network = self.world.env.road.network
         ego = self.world.ego
         c = self.config
-        first = network.get_lane(chain[0])
-        s0, r0 = first.local_coordinates(ego.position)
+        k_lane, lane = 0, network.get_lane(chain[0])
+        s0, r0 = lane.local_coordinates(ego.position)
+        # Past the end of the chain's first lane (the route edge is found from progress while highway-env
+        # files the ego under another lane of the junction), start on the lane the ego has reached: walking
+        # from the first lane would apply the node-gap correction at the ego and put the plan behind it.
+        while s0 > lane.length and k_lane + 1 < len(chain):
+            k_lane += 1
+            lane = network.get_lane(chain[k_lane])
+            s0, r0 = lane.local_coordinates(ego.position)
         blend = max(speed * c.lane_change_s, 15.0) if abs(r0) > 1.0 else max(speed * 1.0, 8.0)
         points, limits = [], []
         correction = np.zeros(2)
         fade_len = 10.0
-        k_lane, s, walked, since_join = 0, s0, 0.0, math.inf
-        lane = first
+        s, walked, since_join = s0, 0.0, math.inf
         while walked <= length:
             while s > lane.length and k_lane + 1 < len(chain):
                 nxt = network.get_lane(chain[k_lane + 1])

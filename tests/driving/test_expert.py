@@ -19,7 +19,15 @@ def drive(name: str, seed: int):
         out = expert.plan(obs)
         assert out.waypoints.shape == (6, 2) and out.route.shape == (20, 2)
         result = world.step(tracker(out.waypoints, float(world.ego.speed), out.route).action)
-        infos.append(dict(expert.last_info, lane=world.ego.lane_index, events=result.events))
+        infos.append(
+            dict(
+                expert.last_info,
+                lane=world.ego.lane_index,
+                events=result.events,
+                waypoints=out.waypoints,
+                speed=float(obs.ego_state[0]),
+            )
+        )
         outcome = result.outcome
         obs = world.observe()
     return world, infos, outcome
@@ -41,6 +49,20 @@ def test_expert_overtakes_on_the_highway():
     _world, infos, outcome = drive("highway", split_seeds("val", 1, start=2)[0])
     lanes = {i["lane"][2] for i in infos}
     assert outcome == "completed" and len(lanes) >= 2
+
+
+def test_expert_plans_ahead_of_the_ego_through_the_roundabout_entry():
+    # Entering the ring, highway-env files the ego under a ring lane while the route edge still comes from
+    # progress: a path walked from the entry lane's end put the plan's first waypoint up to 1.3 m *behind* a
+    # car driving 4-5 m/s on this seed (labels that teach braking at the entry). A moving expert plans ahead.
+    _world, infos, outcome = drive("roundabout", split_seeds("test", 1)[0])
+    assert outcome == "completed"
+    moving = [i for i in infos if i["speed"] > 1.0]
+    assert len(moving) > 40
+    behind = [
+        (round(i["speed"], 2), i["waypoints"][0].tolist()) for i in moving if i["waypoints"][0, 0] <= 0.0
+    ]
+    assert not behind, f"first waypoint behind a moving ego: {behind}"
 
 
 def test_policies_satisfy_the_shared_protocol():
