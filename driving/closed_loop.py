@@ -103,6 +103,8 @@ def run_episode(policy, world, seed: int, tracker: Tracker, frames_out: list | N
             "scenario_config": world.scenario.describe(),
             **({"reasoning": reasoning} if reasoning else {}),
             "mean_speed": float(np.mean([state.speed for state in world.log])),  # m/s over the logged steps
+            # A wrapper that watched the episode (e.g. driving.shadow.ExpertShadow) adds its summary.
+            **({"shadow": policy.episode_summary()} if hasattr(policy, "episode_summary") else {}),
         },
     )
     return finalize(record)

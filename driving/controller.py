@@ -65,12 +65,7 @@ class Tracker:
 
     def planned_speed(self, waypoints: np.ndarray) -> tuple[float, float]:
         """(speed now, acceleration) implied by waypoints (Nw, 2) at WAYPOINT_DT_S spacing."""
-        dt = spec.WAYPOINT_DT_S
-        s = arc_length(np.vstack([np.zeros(2), waypoints[:2]]))
-        v_early = s[1] / dt  # mean speed over [0, dt]: the speed at dt/2 under constant acceleration
-        v_late = (s[2] - s[1]) / dt  # the speed at 3 dt / 2
-        accel = (v_late - v_early) / dt
-        return max(v_early - accel * dt / 2, 0.0), accel
+        return planned_speed(waypoints)
 
     def __call__(self, waypoints: np.ndarray, speed: float, route: np.ndarray | None = None) -> Command:
         c = self.config
@@ -118,6 +113,17 @@ class Tracker:
         ratio = c.vehicle_length / dist
         beta = math.atan2(ratio * math.sin(alpha), 1.0 + ratio * math.cos(alpha))
         return math.atan(2.0 * math.tan(beta))
+
+
+def planned_speed(waypoints: np.ndarray) -> tuple[float, float]:
+    """(speed now, acceleration) implied by waypoints (Nw, 2) at WAYPOINT_DT_S spacing: the first two
+    segments' mean speeds are the speeds at dt/2 and 3dt/2; extrapolating back gives the speed now."""
+    dt = spec.WAYPOINT_DT_S
+    s = arc_length(np.vstack([np.zeros(2), waypoints[:2]]))
+    v_early = s[1] / dt  # mean speed over [0, dt]: the speed at dt/2 under constant acceleration
+    v_late = (s[2] - s[1]) / dt  # the speed at 3 dt / 2
+    accel = (v_late - v_early) / dt
+    return max(v_early - accel * dt / 2, 0.0), accel
 
 
 def _point_at_distance(poly: np.ndarray, distance: float) -> np.ndarray:

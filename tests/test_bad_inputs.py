@@ -317,6 +317,7 @@ ROWS = [
     cli("eval_ckpt_is_a_file", lambda e: ["eval", "--ckpt", e.p("malicious.ckpt"), "--closed-loop"], "--ckpt: expected a policy folder"),
     cli("eval_records_is_a_folder", lambda e: ["eval", "--ckpt", str(e.policy), "--closed-loop", "--records", e.p("user_folder")], "--records: expected a JSON-lines file"),
     cli("eval_without_data", lambda e: ["eval", "--ckpt", str(e.policy)], "--data: expected a dataset root"),
+    cli("eval_shadow_without_records", lambda e: ["eval", "--ckpt", str(e.policy), "--closed-loop", "--shadow-expert"], "--shadow-expert: expected --closed-loop and --records FILE"),
     cli("eval_data_without_the_split", lambda e: ["eval", "--ckpt", str(e.policy), "--data", e.p("user_folder")], "--data: expected a dataset root holding a test/ folder"),
     cli("eval_unknown_head", lambda e: ["eval", "--ckpt", str(e.policy), "--data", str(e.data), "--head", "mpl"], "unknown planning head 'mpl'"),
     cli("eval_truncated_policy", lambda e: ["eval", "--ckpt", e.p("policy_truncated"), "--data", str(e.data)], "action_expert.safetensors"),

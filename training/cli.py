@@ -50,6 +50,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="closed-loop camera height = width [px] (default: the size the policy was trained with)",
     )
     ev.add_argument("--records", default=None, help="JSON-lines file for closed-loop episodes (resumes)")
+    ev.add_argument(
+        "--shadow-expert",
+        action="store_true",
+        help="closed loop: also ask the expert at every state the policy reaches and record where the two plans "
+        "part (driving.shadow; per-step traces in --records, which it needs)",
+    )
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument(
         "--progress-every",
@@ -108,6 +114,11 @@ def run_eval(args: argparse.Namespace) -> int:
         raise ValueError(
             f"--records: expected a JSON-lines file (created if missing), got the folder {args.records}"
         )
+    if args.shadow_expert and (args.records is None or not args.closed_loop):
+        raise ValueError(
+            "--shadow-expert: expected --closed-loop and --records FILE (the per-step traces go there), got "
+            f"closed_loop={args.closed_loop}, records={args.records}"
+        )
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     from training.policies import policy_kind
 
@@ -126,6 +137,10 @@ def run_eval(args: argparse.Namespace) -> int:
         from mot.runtime import FastSlowPlanner
 
         planner = FastSlowPlanner(backbone, refresh_every=args.refresh_every, seed=args.sampling_seed)
+        if args.shadow_expert:
+            from driving.shadow import ExpertShadow
+
+            planner = ExpertShadow(planner)
         scenarios = args.scenarios or available_scenarios()
         seeds = split_seeds(args.split, args.episodes)
         resumed = 0
@@ -159,6 +174,13 @@ def run_eval(args: argparse.Namespace) -> int:
             )
         finally:
             bar.close()
+        if args.shadow_expert:
+            from automot.io import read_jsonl
+            from driving.shadow import shadow_table
+
+            wanted = {(str(s), int(e)) for s in scenarios for e in seeds}
+            rows = [r for r in read_jsonl(args.records) if (r["scenario"], r["seed"]) in wanted]
+            result["closed_loop"]["shadow"] = shadow_table(rows)
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:
@@ -234,4 +256,12 @@ def _print_eval(result: dict) -> None:
         for name, block in cl["per_scenario"].items():
             print(
                 f"    {name:<13} DS {block['ds']:6.2f}  SR {block['sr']:5.1f}%  RC {block['route_completion']:5.1f}%"
+            )
+        for name, block in cl.get("shadow", {}).items():
+            first = block["first_divergence_s_median"]
+            print(
+                f"    shadow {name:<13} speed gap {block['speed_gap_mean']:+.2f} m/s  lateral gap "
+                f"{block['lateral_gap_mean']:.2f} m  plan L2 {block['plan_l2_mean']:.2f} m  diverged "
+                f"{block['diverged']}/{block['episodes']}"
+                + ("" if first is None else f" (median at {first:.1f} s)")
             )

@@ -1,0 +1,112 @@
+"""Where a learned policy parts from the expert: drive with the policy, ask the privileged expert at every state.
+
+`ExpertShadow(policy)` is a policy: it executes `policy`'s plan and, at each state the policy reaches, also
+asks the rule-based expert what it would plan there (never executed, the expert only labels, as in a
+DAgger round). Per step it records the two plans' speeds and lateral offsets, so an episode's failure can be
+read as a disagreement: a policy that creeps while the expert's plan keeps speed (the inertia problem), that
+keeps its lane while the expert overtakes, that goes while the expert yields. `episode_summary()` goes into
+the episode record's `extra["shadow"]` (`driving.closed_loop.run_episode`).
+
+    records = evaluate(ExpertShadow(policy), "roundabout", split_seeds("test", 3))
+    records[0].extra["shadow"]["first_divergence_s"]   # first time the 1 s waypoints were > 1 m apart
+
+Per-step fields (the `steps` list): `t` (s), `speed` (m/s), `plan_speed` / `expert_speed` (the speed each
+plan implies now, as the tracker reads it), `plan_lateral` / `expert_lateral` (m, the 1 s waypoint's lateral
+offset, left positive), `l2` (m, mean distance between the two plans' waypoints).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from automot import spec
+from automot.types import EpisodeInfo, Observation, PolicyOutput
+from driving.controller import planned_speed
+
+DIVERGENCE_M = 1.0  # the 1 s waypoints this far apart mark a divergence
+
+
+class ExpertShadow:
+    """Wraps `policy`; its plans are executed, the expert's are only recorded. Same `name` as `policy`."""
+
+    def __init__(self, policy, expert=None) -> None:
+        from driving.expert import ExpertPolicy
+
+        self.policy = policy
+        self.expert = expert if expert is not None else ExpertPolicy()
+        self.name = str(getattr(policy, "name", type(policy).__name__))
+        self.steps: list[dict] = []
+        self._world = None
+
+    def reset(self, episode: EpisodeInfo) -> None:
+        self.policy.reset(episode)
+        self.expert.reset(episode)
+        self._world = episode.env
+        self.steps = []
+
+    def plan(self, observation: Observation) -> PolicyOutput:
+        out = self.policy.plan(observation)
+        label = self.expert.plan(observation)
+        mine = np.asarray(out.waypoints, dtype=np.float64)
+        theirs = np.asarray(label.waypoints, dtype=np.float64)
+        one_s = spec.horizon_waypoint_index(1.0)
+        self.steps.append(
+            {
+                "t": round(float(self._world.time_s), 3) if self._world is not None else len(self.steps),
+                "speed": round(float(observation.ego_state[spec.EGO_STATE_FIELDS.index("speed")]), 3),
+                "plan_speed": round(planned_speed(mine)[0], 3),
+                "expert_speed": round(planned_speed(theirs)[0], 3),
+                "plan_lateral": round(float(mine[one_s, 1]), 3),
+                "expert_lateral": round(float(theirs[one_s, 1]), 3),
+                "l2": round(float(np.linalg.norm(mine - theirs, axis=1).mean()), 3),
+                "gap_1s": round(float(np.linalg.norm(mine[one_s] - theirs[one_s])), 3),
+            }
+        )
+        return out
+
+    def episode_summary(self) -> dict:
+        """Means over the episode's steps and the first divergence; the per-step list under `steps`."""
+        if not self.steps:
+            return {"steps": []}
+        speed_gap = [s["plan_speed"] - s["expert_speed"] for s in self.steps]
+        diverged = [s["t"] for s in self.steps if s["gap_1s"] > DIVERGENCE_M]
+        return {
+            "plan_l2_mean": round(float(np.mean([s["l2"] for s in self.steps])), 3),
+            "speed_gap_mean": round(float(np.mean(speed_gap)), 3),  # policy - expert, m/s
+            "lateral_gap_mean": round(
+                float(np.mean([abs(s["plan_lateral"] - s["expert_lateral"]) for s in self.steps])), 3
+            ),
+            "first_divergence_s": diverged[0] if diverged else None,
+            "steps": self.steps,
+        }
+
+
+def _mean(rows: list[dict], key: str) -> float | None:
+    return round(float(np.mean([r[key] for r in rows])), 3) if rows else None
+
+
+def shadow_table(records: list[dict]) -> dict[str, dict]:
+    """Per scenario, over episode records (JSON) that carry `extra["shadow"]`: episodes, outcome counts,
+    the mean speed gap (policy - expert, m/s), mean |lateral gap| at 1 s (m), mean plan L2 (m), how many
+    episodes diverged and the median time of their first divergence (s)."""
+    table: dict[str, dict] = {}
+    for scenario in sorted({r["scenario"] for r in records}):
+        rows = [r for r in records if r["scenario"] == scenario and "shadow" in r.get("extra", {})]
+        if not rows:
+            continue
+        shadows = [r["extra"]["shadow"] for r in rows if r["extra"]["shadow"].get("steps")]
+        first = [s["first_divergence_s"] for s in shadows if s["first_divergence_s"] is not None]
+        outcomes: dict[str, int] = {}
+        for r in rows:
+            outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1
+
+        table[scenario] = {
+            "episodes": len(rows),
+            "outcomes": outcomes,
+            "speed_gap_mean": _mean(shadows, "speed_gap_mean"),
+            "lateral_gap_mean": _mean(shadows, "lateral_gap_mean"),
+            "plan_l2_mean": _mean(shadows, "plan_l2_mean"),
+            "diverged": len(first),
+            "first_divergence_s_median": round(float(np.median(first)), 2) if first else None,
+        }
+    return table
