@@ -8,11 +8,12 @@ keeps its lane while the expert overtakes, that goes while the expert yields. `e
 the episode record's `extra["shadow"]` (`driving.closed_loop.run_episode`).
 
     records = evaluate(ExpertShadow(policy), "roundabout", split_seeds("test", 3))
-    records[0].extra["shadow"]["first_divergence_s"]   # first time the 1 s waypoints were > 1 m apart
+    records[0].extra["shadow"]["first_divergence_s"]   # the 1 s waypoints > 1 m apart for >= 1 s from here
 
-Per-step fields (the `steps` list): `t` (s), `speed` (m/s), `plan_speed` / `expert_speed` (the speed each
-plan implies now, as the tracker reads it), `plan_lateral` / `expert_lateral` (m, the 1 s waypoint's lateral
-offset, left positive), `l2` (m, mean distance between the two plans' waypoints).
+Per-step fields (the `steps` list): `t` (s), `speed` (m/s), `plan_speed` / `expert_speed` (each plan's
+mean speed over its first second: a plan that starts off from standstill is told from one that stays),
+`plan_lateral` / `expert_lateral` (m, the 1 s waypoint's lateral offset, left positive), `gap_1s` (m, the
+distance between the two 1 s waypoints), `l2` (m, mean distance between the two plans' waypoints).
 """
 
 from __future__ import annotations
@@ -21,9 +22,19 @@ import numpy as np
 
 from automot import spec
 from automot.types import EpisodeInfo, Observation, PolicyOutput
-from driving.controller import planned_speed
+from driving.geometry import arc_length
 
-DIVERGENCE_M = 1.0  # the 1 s waypoints this far apart mark a divergence
+DIVERGENCE_M = 1.0  # the 1 s waypoints this far apart ...
+DIVERGENCE_S = 1.0  # ... for at least this long mark a divergence
+
+
+def _speed_next_second(waypoints: np.ndarray, one_s: int) -> float:
+    """Mean speed over the plan's first second (m/s): its path length to the 1 s waypoint. Unlike the
+    speed now, it tells a plan that starts off from standstill from one that stays."""
+    return (
+        float(arc_length(np.vstack([np.zeros(2), waypoints[: one_s + 1]]))[-1])
+        / spec.waypoint_times_s()[one_s]
+    )
 
 
 class ExpertShadow:
@@ -54,8 +65,8 @@ class ExpertShadow:
             {
                 "t": round(float(self._world.time_s), 3) if self._world is not None else len(self.steps),
                 "speed": round(float(observation.ego_state[spec.EGO_STATE_FIELDS.index("speed")]), 3),
-                "plan_speed": round(planned_speed(mine)[0], 3),
-                "expert_speed": round(planned_speed(theirs)[0], 3),
+                "plan_speed": round(_speed_next_second(mine, one_s), 3),
+                "expert_speed": round(_speed_next_second(theirs, one_s), 3),
                 "plan_lateral": round(float(mine[one_s, 1]), 3),
                 "expert_lateral": round(float(theirs[one_s, 1]), 3),
                 "l2": round(float(np.linalg.norm(mine - theirs, axis=1).mean()), 3),
@@ -69,7 +80,14 @@ class ExpertShadow:
         if not self.steps:
             return {"steps": []}
         speed_gap = [s["plan_speed"] - s["expert_speed"] for s in self.steps]
-        diverged = [s["t"] for s in self.steps if s["gap_1s"] > DIVERGENCE_M]
+        diverged, run_start = [], None
+        for step in self.steps:
+            if step["gap_1s"] <= DIVERGENCE_M:
+                run_start = None
+                continue
+            run_start = step["t"] if run_start is None else run_start
+            if step["t"] - run_start >= DIVERGENCE_S - 1e-9:
+                diverged.append(run_start)
         return {
             "plan_l2_mean": round(float(np.mean([s["l2"] for s in self.steps])), 3),
             "speed_gap_mean": round(float(np.mean(speed_gap)), 3),  # policy - expert, m/s

@@ -73,3 +73,26 @@ def test_shadow_table_counts_and_means_by_hand():
     assert merge["plan_l2_mean"] == pytest.approx(1.0)
     assert merge["diverged"] == 2 and merge["first_divergence_s_median"] == pytest.approx(4.0)
     assert table["highway"]["episodes"] == 1 and np.isclose(table["highway"]["speed_gap_mean"], 0.5)
+
+
+def test_a_divergence_must_last_a_second():
+    shadow = ExpertShadow(ConstantVelocityPolicy(), expert=object())
+    gaps = [
+        0.2,
+        1.5,
+        1.5,
+        0.3,
+        1.2,
+        1.2,
+        1.2,
+        1.2,
+        1.2,
+        0.1,
+    ]  # 4 Hz: a 0.25 s blip at 0.25 s, a 1 s run from 1 s
+    step = {"speed": 1.0, "plan_speed": 1.0, "expert_speed": 2.0, "plan_lateral": 0.0, "expert_lateral": 0.5}
+    shadow.steps = [{**step, "t": 0.25 * i, "gap_1s": g, "l2": g} for i, g in enumerate(gaps)]
+    summary = shadow.episode_summary()
+    assert summary["first_divergence_s"] == 1.0
+    assert summary["speed_gap_mean"] == -1.0 and summary["lateral_gap_mean"] == 0.5
+    shadow.steps = shadow.steps[:8]  # the run is cut at 0.75 s: no divergence
+    assert shadow.episode_summary()["first_divergence_s"] is None
