@@ -265,10 +265,17 @@ class StudyConfig:
 PROFILES: Registry[StudyConfig] = Registry("study profile")
 
 
+# Ego-input dropout and speed noise while the AE trains (`training.augment`): against the inertia problem
+# (a policy that copies its own speed stands still where the expert starts off). Measured at the demo's
+# size, 3 training seeds, the same 36 test episodes: MLP head 58.3 -> 71.9 DS, every seed better
+# (+7.5 / +14.9 / +18.4), no timeouts left (12 of 36 before); docs/on-policy-study.md.
+EGO_DROPOUT = {"history_dropout": 0.5, "state_dropout": 0.5, "speed_noise_std": 0.5}
+
+
 @PROFILES.register("demo")
 def _demo() -> StudyConfig:
-    """The main job: ~10 minutes on 2 cores (3 training seeds x 2 sampling seeds, 4 scenarios)."""
-    return StudyConfig()
+    """The main job: about 50 minutes on 2 cores (3 training seeds x 2 sampling seeds, 4 scenarios)."""
+    return StudyConfig(augment=dict(EGO_DROPOUT))
 
 
 @PROFILES.register("full")
@@ -282,6 +289,7 @@ def _full() -> StudyConfig:
         training_seeds=[0, 1, 2, 3, 4],
         sampling_seeds=[0, 1, 2, 3],
         eval=EvalSpec(episodes=10),
+        augment=dict(EGO_DROPOUT),
     )
 
 

@@ -1,0 +1,91 @@
+"""Ego-input dropout and speed noise (training.augment): what each option touches, and nothing else."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from automot.types import SensorBatch
+from training.augment import HISTORY_SPEED, SPEED, EgoAugmentConfig, augment_ego
+
+
+def batch(b: int = 64) -> SensorBatch:
+    g = torch.Generator().manual_seed(0)
+    return SensorBatch(
+        rgb_history=torch.zeros(b, 2, 1, 3, 8, 8, dtype=torch.uint8),
+        rgb=torch.zeros(b, 3, 8, 8, dtype=torch.uint8),
+        bev=torch.zeros(b, 2, 8, 8),
+        ego_state=torch.rand(b, 3, generator=g) * 20 + 5,  # speeds 5-25 m/s: noise of 0.5 never clamps
+        ego_history=torch.rand(b, 4, 4, generator=g) * 20 + 5,
+        target_point=torch.rand(b, 2, generator=g),
+        prompts=["go"] * b,
+    )
+
+
+def test_off_by_default_returns_the_batch_untouched():
+    sensors = batch()
+    assert (
+        not EgoAugmentConfig().active
+        and augment_ego(sensors, EgoAugmentConfig(), torch.Generator()) is sensors
+    )
+
+
+def test_history_dropout_zeroes_whole_histories_only():
+    sensors = batch()
+    out = augment_ego(sensors, EgoAugmentConfig(history_dropout=0.5), torch.Generator().manual_seed(1))
+    dropped = (out.ego_history == 0).flatten(1).all(1)
+    kept = (out.ego_history == sensors.ego_history).flatten(1).all(1)
+    assert bool((dropped ^ kept).all())  # each sample: all zero or all kept
+    assert 16 < int(dropped.sum()) < 48  # about half of 64 (binomial, 4 sigma)
+    assert torch.equal(out.ego_state, sensors.ego_state) and torch.equal(
+        out.target_point, sensors.target_point
+    )
+    full = augment_ego(sensors, EgoAugmentConfig(history_dropout=1.0), torch.Generator())
+    assert bool((full.ego_history == 0).all())
+
+
+def test_state_dropout_keeps_the_speed():
+    sensors = batch()
+    out = augment_ego(sensors, EgoAugmentConfig(state_dropout=1.0), torch.Generator())
+    assert torch.equal(out.ego_state[:, SPEED], sensors.ego_state[:, SPEED])
+    others = [i for i in range(3) if i != SPEED]
+    assert bool((out.ego_state[:, others] == 0).all())
+    assert torch.equal(out.ego_history, sensors.ego_history)
+
+
+def test_speed_noise_is_one_draw_per_sample_shared_by_state_and_history():
+    sensors = batch()
+    config = EgoAugmentConfig(speed_noise_std=0.5)
+    out = augment_ego(sensors, config, torch.Generator().manual_seed(3))
+    noise = out.ego_state[:, SPEED] - sensors.ego_state[:, SPEED]
+    history_noise = out.ego_history[:, :, HISTORY_SPEED] - sensors.ego_history[:, :, HISTORY_SPEED]
+    torch.testing.assert_close(history_noise, noise[:, None].expand_as(history_noise), atol=1e-5, rtol=0)
+    assert 0.3 < float(noise.std()) < 0.7 and abs(float(noise.mean())) < 0.25  # N(0, 0.5^2), 64 draws
+    other = [i for i in range(4) if i != HISTORY_SPEED]
+    assert torch.equal(out.ego_history[:, :, other], sensors.ego_history[:, :, other])
+    # Same generator seed, same numbers; the input is never modified in place.
+    again = augment_ego(sensors, config, torch.Generator().manual_seed(3))
+    assert torch.equal(again.ego_state, out.ego_state) and torch.equal(sensors.ego_state, batch().ego_state)
+
+
+def test_speeds_never_go_negative():
+    sensors = batch()
+    sensors.ego_state[:, SPEED] = 0.0
+    out = augment_ego(sensors, EgoAugmentConfig(speed_noise_std=2.0), torch.Generator().manual_seed(0))
+    assert bool((out.ego_state[:, SPEED] >= 0).all()) and float(out.ego_state[:, SPEED].max()) > 0
+
+
+@pytest.mark.parametrize(
+    "field,value", [("history_dropout", 1.5), ("state_dropout", -0.1), ("speed_noise_std", -1.0)]
+)
+def test_bad_options_are_refused_by_name(field, value):
+    with pytest.raises(ValueError, match=f"EgoAugmentConfig.{field}"):
+        EgoAugmentConfig(**{field: value})
+
+
+def test_the_demo_profile_trains_with_ego_dropout():
+    from studies.config import EGO_DROPOUT, load_study_config
+
+    assert load_study_config("demo").augment == EGO_DROPOUT
+    assert load_study_config("full").augment == EGO_DROPOUT
+    assert EgoAugmentConfig(**EGO_DROPOUT).active
