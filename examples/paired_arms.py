@@ -75,12 +75,12 @@ def compare(name: str, arm: dict, base: dict) -> str:
     return line + " |"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("arms", nargs="+", help="NAME=STUDY_FOLDER; the first is the reference")
     parser.add_argument("--head", default="mlp")
     parser.add_argument("--sampling-seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     arms = {}
     for item in args.arms:
         name, sep, folder = item.partition("=")

@@ -133,3 +133,34 @@ def test_latent_toy_ablation_example_scores_every_fdm(capsys):
         assert 1.0 <= s["perplexity"] <= 16.0 and 0.0 < s["usage"] <= 1.0
         assert 0.0 <= s["probe"]["accuracy"] <= 1.0
     assert "| residual + warp |" in capsys.readouterr().out
+
+
+def test_paired_arms_pairs_by_training_seed_and_episode(tmp_path, capsys):
+    import json
+
+    def study(name, scores):  # scores[training seed] = [(scenario, test seed, score, outcome)]
+        runs = tmp_path / name / "runs"
+        runs.mkdir(parents=True)
+        for t, rows in scores.items():
+            lines = [
+                json.dumps(
+                    {"scenario": s, "seed": e, "score": v, "outcome": o, "extra": {"mean_speed": 10.0}}
+                )
+                for s, e, v, o in rows
+            ]
+            (runs / f"mlp__t{t}__s0.episodes.jsonl").write_text("\n".join(lines) + "\n")
+        return f"{name}={tmp_path / name}"
+
+    base = {t: [("highway", 1, 50.0, "timeout"), ("merge", 1, 100.0, "completed")] for t in (0, 1, 2)}
+    # Arm: +10 on highway for seed 0, +20 for seed 1, +30 for seed 2; merge unchanged.
+    arm = {
+        t: [("highway", 1, 60.0 + 10 * t, "completed"), ("merge", 1, 100.0, "completed")] for t in (0, 1, 2)
+    }
+    example("paired_arms.py")([study("bc", base), study("new", arm)])
+    out = capsys.readouterr().out
+    assert "| bc | 50.0 | 100.0 | nan | nan | 75.00 ± 0.00 |" in out
+    assert "| new | 70.0 | 100.0 |" in out and "6 / 0 / 0 / 0 of 6" in out
+    # Per-seed paired differences +5 / +10 / +15 (the mean over each seed's two episodes): mean +10,
+    # t-interval 10 +- t(0.975, 2) * 5 / sqrt(3) = [-2.4, +22.4]; highway +20, merge +0.
+    assert "| new | +10.0 | +5.0 / +10.0 / +15.0 | [-2.4, +22.4] |" in out
+    assert out.rstrip().endswith("| +20.0 | +0.0 | +nan | +nan |")
