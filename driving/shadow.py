@@ -18,6 +18,8 @@ distance between the two 1 s waypoints), `l2` (m, mean distance between the two 
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 from automot import spec
@@ -41,11 +43,12 @@ class ExpertShadow:
     """Wraps `policy`; its plans are executed, the expert's are only recorded. Same `name` as `policy`."""
 
     def __init__(self, policy, expert=None) -> None:
+        from driving.closed_loop import policy_name
         from driving.expert import ExpertPolicy
 
         self.policy = policy
         self.expert = expert if expert is not None else ExpertPolicy()
-        self.name = str(getattr(policy, "name", type(policy).__name__))
+        self.name = policy_name(policy)
         self.steps: list[dict] = []
         self._world = None
 
@@ -63,7 +66,7 @@ class ExpertShadow:
         one_s = spec.horizon_waypoint_index(1.0)
         self.steps.append(
             {
-                "t": round(float(self._world.time_s), 3) if self._world is not None else len(self.steps),
+                "t": round(float(self._world.time_s), 3),  # the world handle the expert needs anyway
                 "speed": round(float(observation.ego_state[spec.EGO_STATE_FIELDS.index("speed")]), 3),
                 "plan_speed": round(_speed_next_second(mine, one_s), 3),
                 "expert_speed": round(_speed_next_second(theirs, one_s), 3),
@@ -114,10 +117,7 @@ def shadow_table(records: list[dict]) -> dict[str, dict]:
             continue
         shadows = [r["extra"]["shadow"] for r in rows if r["extra"]["shadow"].get("steps")]
         first = [s["first_divergence_s"] for s in shadows if s["first_divergence_s"] is not None]
-        outcomes: dict[str, int] = {}
-        for r in rows:
-            outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1
-
+        outcomes = dict(Counter(r["outcome"] for r in rows))
         table[scenario] = {
             "episodes": len(rows),
             "outcomes": outcomes,
