@@ -2,8 +2,9 @@
 seeds x scenarios x evaluation episodes, plus the data, the stages and the baselines.
 
 `StudyConfig` nests small validated dataclasses; `PROFILES` are named starting points (`demo`, the
-README's main job; `full`, a real study; `smoke`, the tests; `latent` and `latent_smoke`, the
-latent-action study of `studies.latent`), and a YAML/JSON file or flags override them. The config is stored in the study folder and a resumed study must match it.
+README's main job; `reference`, the headline study; `full`, a larger study; `smoke`, the tests;
+`latent` and `latent_smoke`, the latent-action study of `studies.latent`), and a YAML/JSON file or flags
+override them. The config is stored in the study folder and a resumed study must match it.
 """
 
 from __future__ import annotations
@@ -290,6 +291,22 @@ def _full() -> StudyConfig:
         sampling_seeds=[0, 1, 2, 3],
         eval=EvalSpec(episodes=10),
         augment=dict(EGO_DROPOUT),
+    )
+
+
+@PROFILES.register("reference")
+def _reference() -> StudyConfig:
+    """The headline study (docs/reference-study.md): about 1.5 hours on 2 idle cores. Twice the demo's
+    demonstrations, 1.5x its AE steps, ego dropout, two DAgger rounds with DART noise on the rollouts,
+    2 training x 2 sampling seeds, 5 test episodes per scenario (20 per run)."""
+    return StudyConfig(
+        data=DataSpec(train_episodes=24, val_episodes=3, test_episodes=5),
+        ae=TrainSpec(steps=1200, lr=2e-3),
+        training_seeds=[0, 1],
+        sampling_seeds=[0, 1],
+        eval=EvalSpec(episodes=5),
+        augment=dict(EGO_DROPOUT),
+        dagger=DaggerSpec(rounds=2, episodes=4, noise=DartSpec(acceleration_std=0.5, lateral_accel_std=0.5)),
     )
 
 
