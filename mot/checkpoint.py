@@ -6,7 +6,9 @@ imports the module of a plug-in head, or names it when it cannot) and the sensor
 trained with (`input_shapes`, checked on every batch). Loading checks the weights strictly (keys,
 shapes, dtypes) against a fresh build. Weights
 are never unpickled. The UE is not part of this checkpoint: it is a checkpoint of its own (an HF
-Qwen3-VL folder, see `mot.qwen_offline.save_qwen3vl`) named by `MoTConfig.ue.checkpoint`.
+Qwen3-VL folder, see `mot.qwen_offline.save_qwen3vl`) named by `MoTConfig.ue.checkpoint`, as it was
+given, and also relative to the policy folder (`ue_checkpoint_from_folder`), so a policy loads from any
+working directory as long as the policy and UE folders move together (`locate_ue_checkpoint`).
 """
 
 from __future__ import annotations
@@ -37,18 +39,39 @@ def save_action_expert(ae: ActionExpert, directory: str | os.PathLike) -> Path:
     directory = Path(directory)
     save_safetensors_atomic(ae.state_dict(), directory / WEIGHTS, metadata={"format": str(FORMAT)})
     head = type(ae.head)
-    write_json_atomic(
-        directory / CONFIG,
-        {
-            "format": FORMAT,
-            "config": ae.config.to_dict(),
-            "ue_geometry": asdict(ae.geometry),
-            # Where the head class lives, so loading can import a plug-in head's module.
-            "head": {"name": ae.config.head, "module": module_of(head), "class": head.__qualname__},
-            "input_shapes": ae.input_shapes,
-        },
-    )
+    meta = {
+        "format": FORMAT,
+        "config": ae.config.to_dict(),
+        "ue_geometry": asdict(ae.geometry),
+        # Where the head class lives, so loading can import a plug-in head's module.
+        "head": {"name": ae.config.head, "module": module_of(head), "class": head.__qualname__},
+        "input_shapes": ae.input_shapes,
+    }
+    ue = ae.config.ue.checkpoint
+    if ue is not None:
+        # `directory` may be the export's temporary sibling folder: the same relative path either way.
+        meta["ue_checkpoint_from_folder"] = os.path.relpath(Path(ue).resolve(), directory.resolve())
+    write_json_atomic(directory / CONFIG, meta)
     return directory
+
+
+def locate_ue_checkpoint(directory: str | os.PathLike, recorded: str) -> str:
+    """The UE folder a policy folder names: an absolute `recorded` path as is; a relative one is looked
+    up next to the policy first (`ue_checkpoint_from_folder`, written since policies record it), then
+    as given (relative to the working directory, as older policy folders need). Neither existing is a
+    `ValueError` naming both places."""
+    if Path(recorded).is_absolute():
+        return recorded
+    directory = Path(directory)
+    from_folder = read_checkpoint_meta(directory).get("ue_checkpoint_from_folder")
+    candidates = ([str(directory / from_folder)] if isinstance(from_folder, str) else []) + [recorded]
+    for candidate in candidates:
+        if Path(candidate).is_dir():
+            return candidate
+    raise ValueError(
+        f"policy {directory}: expected its UE checkpoint folder at {' or '.join(map(repr, candidates))}, "
+        "found none (move the UE folder with the policy, or keep the working directory it was given from)"
+    )
 
 
 def read_checkpoint_meta(directory: str | os.PathLike) -> dict:

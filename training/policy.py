@@ -24,7 +24,7 @@ from automot.io import load_safetensors, load_state_dict_strict
 from heads import MLPHead, build_head, head_class
 from mot.action_expert import ActionExpert, build_action_expert
 from mot.backbone import MoTBackbone
-from mot.checkpoint import CONFIG, WEIGHTS, load_action_expert, save_action_expert
+from mot.checkpoint import CONFIG, WEIGHTS, load_action_expert, locate_ue_checkpoint, save_action_expert
 from mot.config import MoTConfig, QwenUEConfig
 from mot.presets import preset_config
 from mot.understanding import FrozenQwen3VLExpert
@@ -122,7 +122,8 @@ def load_weights(ae: ActionExpert, directory: str | os.PathLike) -> ActionExpert
 def load_pretrained(
     directory: str | os.PathLike, *, device: torch.device | str = "cpu", ue_checkpoint: str | None = None
 ) -> MoTBackbone:
-    """A policy folder -> MoTBackbone (frozen UE from the folder's config, or `ue_checkpoint` if given)."""
+    """A policy folder -> MoTBackbone (frozen UE from the folder's config, found by
+    `mot.checkpoint.locate_ue_checkpoint`, or `ue_checkpoint` if given)."""
     directory = Path(directory)
     if not (directory / CONFIG).exists():
         raise ValueError(f"policy: expected a policy folder with {CONFIG} at {directory}, found none")
@@ -130,5 +131,9 @@ def load_pretrained(
     ue_config: QwenUEConfig = ae.config.ue
     if ue_checkpoint is not None:
         ue_config = dataclasses.replace(ue_config, checkpoint=str(ue_checkpoint))
+    elif ue_config.checkpoint is not None:
+        ue_config = dataclasses.replace(
+            ue_config, checkpoint=locate_ue_checkpoint(directory, ue_config.checkpoint)
+        )
     ue = FrozenQwen3VLExpert.from_config(ue_config, device=device)
     return MoTBackbone(ue, ae)

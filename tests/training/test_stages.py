@@ -284,3 +284,50 @@ def test_after_short_training_every_moa_path_has_moved_and_reasoning_changes_the
     assert float((plan.waypoints - other.waypoints).abs().max()) > 1e-5
     # The prior does not read the reasoning tokens: the difference is the refiner's.
     assert torch.equal(plan.prior_waypoints, other.prior_waypoints)
+
+
+def test_a_policy_finds_its_relative_ue_folder_from_any_working_directory(tmp_path, monkeypatch):
+    """A study hands stages a UE path relative to the working directory (`runs/demo/ue`); the policy
+    folder also records it relative to itself, so the policy loads from elsewhere and after the study
+    folder moves. A policy folder without that record (older ones) still resolves the path as given
+    and, when that fails too, the error names both places."""
+    import json
+    import shutil
+
+    from mot import QwenUEConfig, build_raw_qwen3vl, save_qwen3vl
+
+    model, processor = build_raw_qwen3vl(QwenUEConfig(seed=3))
+    with torch.no_grad():
+        model.lm_head.weight.mul_(1.5)  # not what the preset builds in code
+    monkeypatch.chdir(tmp_path)
+    save_qwen3vl(model, processor, tmp_path / "study" / "ue")
+    bb = BackboneSpec(ue_checkpoint="study/ue").build()
+    policy = save_pretrained(bb.ae, "study/seeds/0/policy_mlp")
+    meta = json.loads((policy / "mot_config.json").read_text())
+    assert meta["config"]["ue"]["checkpoint"] == "study/ue"
+    assert meta["ue_checkpoint_from_folder"] == "../../../ue"
+    expected = [p.detach().clone() for p in bb.ue._params]
+
+    def same_ue(backbone) -> bool:
+        return len(backbone.ue._params) == len(expected) and all(
+            torch.equal(p, q) for p, q in zip(backbone.ue._params, expected)
+        )
+
+    assert not same_ue(BackboneSpec().build())  # the check can fail: the in-code UE differs
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert same_ue(load_pretrained(tmp_path / "study" / "seeds" / "0" / "policy_mlp"))
+
+    shutil.move(tmp_path / "study", tmp_path / "moved")  # the whole study folder moves
+    moved = tmp_path / "moved" / "seeds" / "0" / "policy_mlp"
+    assert same_ue(load_pretrained(moved))
+
+    del meta["ue_checkpoint_from_folder"]  # a policy folder from before the record existed
+    (moved / "mot_config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"expected its UE checkpoint folder at 'study/ue', found none"):
+        load_pretrained(moved)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "study").symlink_to(tmp_path / "moved")  # the path as given resolves again
+    assert same_ue(load_pretrained(moved))
