@@ -89,3 +89,19 @@ def test_the_demo_profile_trains_with_ego_dropout():
     assert load_study_config("demo").augment == EGO_DROPOUT
     assert load_study_config("full").augment == EGO_DROPOUT
     assert EgoAugmentConfig(**EGO_DROPOUT).active
+
+
+def test_the_reference_profile_is_the_demo_pipeline_with_dagger_on_top():
+    """The headline study (docs/reference-study.md): ego dropout, two DAgger rounds with DART noise per
+    training seed (at least 2), and both heads built on the last round's policy."""
+    from studies.config import EGO_DROPOUT, load_study_config
+    from studies.tasks import plan_tasks
+
+    config = load_study_config("reference")
+    assert config.augment == EGO_DROPOUT and len(config.training_seeds) >= 2
+    assert config.dagger.rounds == 2 and config.dagger.noise.active
+    tasks = {t.id: t for t in plan_tasks(config)}
+    for seed in config.training_seeds:
+        assert tasks[f"dagger:{seed}:2"].deps == (f"ae:{seed}:r1",)
+        assert tasks[f"refine:{seed}:diffusion"].deps == (f"ae:{seed}:r2",)
+        assert tasks[f"eval:mlp:{seed}:0"].deps[0] == f"ae:{seed}:r2"
