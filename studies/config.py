@@ -296,9 +296,9 @@ def _full() -> StudyConfig:
 
 @PROFILES.register("reference")
 def _reference() -> StudyConfig:
-    """The headline study (docs/reference-study.md): about 1.5 hours on 2 idle cores. Twice the demo's
-    demonstrations, 1.5x its AE steps, ego dropout, two DAgger rounds with DART noise on the rollouts,
-    2 training x 2 sampling seeds, 5 test episodes per scenario (20 per run)."""
+    """The headline study (docs/reference-study.md): 106 min on 2 cores (measured on a shared machine).
+    Twice the demo's demonstrations, 1.5x its AE steps, ego dropout, two DAgger rounds with DART noise
+    on the rollouts, 2 training x 2 sampling seeds, 5 test episodes per scenario (20 per run)."""
     return StudyConfig(
         data=DataSpec(train_episodes=24, val_episodes=3, test_episodes=5),
         ae=TrainSpec(steps=1200, lr=2e-3),
