@@ -56,15 +56,15 @@ def save_action_expert(ae: ActionExpert, directory: str | os.PathLike) -> Path:
 
 
 def locate_ue_checkpoint(directory: str | os.PathLike, recorded: str) -> str:
-    """The UE folder a policy folder names: an absolute `recorded` path as is; a relative one is looked
-    up next to the policy first (`ue_checkpoint_from_folder`, written since policies record it), then
-    as given (relative to the working directory, as older policy folders need). Neither existing is a
-    `ValueError` naming both places."""
-    if Path(recorded).is_absolute():
-        return recorded
+    """The UE folder a policy folder names. A relative `recorded` path is looked up next to the policy
+    first (`ue_checkpoint_from_folder`, so the study folder may move and the working directory may
+    change), then as given (older policy folders have only that); an absolute one is tried as given
+    first, then next to the policy (a moved study that was given an absolute path). None existing is
+    a `ValueError` naming every place tried."""
     directory = Path(directory)
     from_folder = read_checkpoint_meta(directory).get("ue_checkpoint_from_folder")
-    candidates = ([str(directory / from_folder)] if isinstance(from_folder, str) else []) + [recorded]
+    beside = [str(directory / from_folder)] if isinstance(from_folder, str) else []
+    candidates = [recorded, *beside] if Path(recorded).is_absolute() else [*beside, recorded]
     for candidate in candidates:
         if Path(candidate).is_dir():
             return candidate

@@ -331,3 +331,12 @@ def test_a_policy_finds_its_relative_ue_folder_from_any_working_directory(tmp_pa
     monkeypatch.chdir(tmp_path)
     (tmp_path / "study").symlink_to(tmp_path / "moved")  # the path as given resolves again
     assert same_ue(load_pretrained(moved))
+
+    # A study given an absolute UE path, then moved: the absolute path is gone, the policy's own
+    # record still finds the UE beside it.
+    absolute = tmp_path / "abs"
+    save_qwen3vl(model, processor, absolute / "ue")
+    bb = BackboneSpec(ue_checkpoint=str(absolute / "ue")).build()
+    save_pretrained(bb.ae, absolute / "seeds" / "0" / "policy_mlp")
+    shutil.move(absolute, tmp_path / "abs_moved")
+    assert same_ue(load_pretrained(tmp_path / "abs_moved" / "seeds" / "0" / "policy_mlp"))
