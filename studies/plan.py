@@ -34,6 +34,7 @@ class CostModel:
     open_loop_s: dict[str, float]  # per evaluation run, per head
     episode_s: dict[str, float]  # per closed-loop episode, per head or baseline
     scenarios: int
+    deterministic: tuple[str, ...] = ()  # heads run once per training seed (not per sampling seed)
 
     def wall_s(self, t: int, s: int, e: int, workers: int) -> float | None:
         if self.fixed_s is None or self.ae_s is None or any(v is None for v in self.refine_s.values()):
@@ -45,7 +46,7 @@ class CostModel:
         total = (
             self.fixed_s
             + t * (self.ae_s + refine)
-            + t * s * sum(run.values())
+            + t * sum(v * (1 if h in self.deterministic else s) for h, v in run.items())
             + sum(self.scenarios * e * self.episode_s[b] for b in baselines)
         )
         critical = self.fixed_s + self.ae_s + max(self.refine_s.values(), default=0.0) + max(run.values())
@@ -90,8 +91,19 @@ def cost_model(study: Path, config: dict, runs: list[dict]) -> CostModel:
             if key in heads:
                 open_loop[key] = sum(opens) / len(opens)
     refine = {h: mean(durations.get(f"refine:{h}", [])) for h in heads if h != "mlp"}
+    from heads import head_class
+
+    deterministic = tuple(
+        h.get("label") or h["name"] for h in config["heads"] if not head_class(h["name"]).is_stochastic
+    )
     return CostModel(
-        fixed, mean(durations.get("ae", [])), refine, open_loop, episode, len(config["data"]["scenarios"])
+        fixed,
+        mean(durations.get("ae", [])),
+        refine,
+        open_loop,
+        episode,
+        len(config["data"]["scenarios"]),
+        deterministic,
     )
 
 

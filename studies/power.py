@@ -131,7 +131,9 @@ def components(table: ScoreTable) -> Components:
 
 
 def difference_table(a: ScoreTable, b: ScoreTable) -> ScoreTable:
-    """A - B paired by training seed, sampling-seed position and episode."""
+    """A - B paired by training seed, sampling-seed position and episode. A table with one sampling
+    seed (a deterministic head, whose scores are the same under every seed) is paired with each of
+    the other's sampling seeds."""
     if a.training_seeds != b.training_seeds or set(a.strata) != set(b.strata):
         raise ValueError(
             f"tables: expected the same training seeds and scenarios, got {a.training_seeds} / {sorted(a.strata)} "
@@ -139,9 +141,13 @@ def difference_table(a: ScoreTable, b: ScoreTable) -> ScoreTable:
         )
     strata = {}
     for m in a.strata:
-        if a.episodes[m] != b.episodes[m] or a.strata[m].shape != b.strata[m].shape:
-            raise ValueError(f"tables: expected the same episodes and sampling seeds in scenario {m!r}")
-        strata[m] = a.strata[m] - b.strata[m]
+        sa, sb = a.strata[m].shape[-2], b.strata[m].shape[-2]
+        if a.episodes[m] != b.episodes[m] or (sa != sb and 1 not in (sa, sb)):
+            raise ValueError(
+                f"tables: expected the same episodes and sampling seeds (or one sampling seed) in scenario "
+                f"{m!r}, got {sa} and {sb} sampling seeds"
+            )
+        strata[m] = a.strata[m] - b.strata[m]  # (T, 1, E) broadcasts over the other's sampling seeds
     return ScoreTable(strata, a.training_seeds, a.episodes)
 
 

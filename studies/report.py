@@ -46,13 +46,22 @@ def format_headline(summary: dict) -> str:
 def write_report(study: Path, config: StudyConfig, summary: dict, runs: list[dict]) -> Path:
     plots = make_plots(study, config, summary, runs)
     heads = summary["heads"]
+    single = [
+        h.key for h in config.heads if len(config.head_sampling_seeds(h.key)) < len(config.sampling_seeds)
+    ]
+    once = (
+        f" Deterministic heads ({', '.join(single)}: the plan ignores the sampling seed) run once per training "
+        "seed, under the first sampling seed."
+        if single
+        else ""
+    )
     out = [
         f"# Variance study: {', '.join(h.key for h in config.heads)} (+ baselines)",
         "",
         f"Preset `{config.preset}`; training seeds {config.training_seeds}; sampling seeds {config.sampling_seeds}; "
         f"scenarios {config.data.scenarios}; {config.eval.episodes} closed-loop episode(s) per scenario on test-split seeds; "
         f"{summary['n_runs']}/{summary['expected_runs']} runs finished. A run is one (head, training seed, sampling seed); "
-        "its DS is the mean route score over its episodes. Baselines run once (they are deterministic and untrained).",
+        f"its DS is the mean route score over its episodes.{once} Baselines run once (they are deterministic and untrained).",
         "",
         "## Closed loop, as in the paper's table 9",
         "",

@@ -259,7 +259,7 @@ def _run_locked(
 ) -> StudyResult:
     from studies.progress import StudyView
     from studies.report import write_report
-    from studies.summary import summarize_study
+    from studies.summary import planned_runs, summarize_study
 
     tasks = plan_tasks(config)
     record_finished_runs(study, tasks)
@@ -320,6 +320,7 @@ def _run_locked(
         summary = summarize_latent_study(study, runs, config)
         report_fn = write_latent_report
     else:
+        runs = planned_runs(runs, config)  # without copies of a deterministic head's runs (older folders)
         summary, report_fn = summarize_study(runs, config), write_report
     summary_path = study / "summary.json"
     write_json_atomic(summary_path, summary)

@@ -72,11 +72,26 @@ def _clean(obj):
     return obj
 
 
+def planned_runs(runs: list[dict], config: StudyConfig) -> list[dict]:
+    """The runs the study's plan asks for, sorted: a head's runs under its own sampling seeds (one for
+    a deterministic head, `StudyConfig.head_sampling_seeds`) and the baselines. A folder from before
+    deterministic heads ran once also holds copies of them under the other sampling seeds; those are
+    left out, so they do not shrink the spread as if they were independent runs."""
+    keys = {h.key: set(config.head_sampling_seeds(h.key)) for h in config.heads}
+    kept = [
+        r
+        for r in runs
+        if r["head"] in config.baselines or (r["head"] in keys and r["sampling_seed"] in keys[r["head"]])
+    ]
+    return sorted(kept, key=lambda r: r["run_id"])
+
+
 def summarize_study(runs: list[dict], config: StudyConfig) -> dict:
-    runs = sorted(runs, key=lambda r: r["run_id"])
+    runs = planned_runs(runs, config)
     order = [h.key for h in config.heads] + list(config.baselines)
     by_head = {key: [r for r in runs if r["head"] == key] for key in order}
     boot = config.bootstrap_samples
+    stochastic = {h.key: len(config.head_sampling_seeds(h.key)) > 1 for h in config.heads}
     heads: dict[str, dict] = {}
     for key, rs in by_head.items():
         entry: dict = {
@@ -98,7 +113,12 @@ def summarize_study(runs: list[dict], config: StudyConfig) -> dict:
                 values, higher_is_better=where[2], n_boot=boot, seed=0, clusters=clusters
             )
             if entry["kind"] == "head":
-                entry["seed_spread"][name] = seed_spread(values, [r["training_seed"] for r, _ in pairs])
+                spread = seed_spread(values, [r["training_seed"] for r, _ in pairs])
+                if not stochastic[key]:
+                    spread["within_training_std"] = (
+                        0.0  # one run per training seed; its plan ignores the seed
+                    )
+                entry["seed_spread"][name] = spread
         scenarios = sorted({s for r in rs for s in r.get("closed_loop", {}).get("per_scenario", {})})
         for scenario in scenarios:
             with_s = [r for r in rs if scenario in r["closed_loop"]["per_scenario"]]
@@ -137,9 +157,9 @@ def summarize_study(runs: list[dict], config: StudyConfig) -> dict:
                 )
         comparisons[f"{h.key}_vs_mlp"] = comp
 
-    expected = len(config.heads) * len(config.training_seeds) * len(config.sampling_seeds) + len(
-        config.baselines
-    )
+    expected = len(config.training_seeds) * sum(
+        len(config.head_sampling_seeds(h.key)) for h in config.heads
+    ) + len(config.baselines)
     tables = score_tables(runs, config)
     summary = {
         "config": {
@@ -148,6 +168,7 @@ def summarize_study(runs: list[dict], config: StudyConfig) -> dict:
             "baselines": list(config.baselines),
             "training_seeds": list(config.training_seeds),
             "sampling_seeds": list(config.sampling_seeds),
+            "head_sampling_seeds": {h.key: config.head_sampling_seeds(h.key) for h in config.heads},
             "scenarios": list(config.data.scenarios),
             "episodes_per_scenario": config.eval.episodes,
         },
@@ -176,7 +197,8 @@ def summarize_study(runs: list[dict], config: StudyConfig) -> dict:
 
 def score_tables(runs: list[dict], config: StudyConfig) -> dict[str, ScoreTable]:
     """Closed-loop episode scores per head (runs in config order) as (T, S, E) tables per scenario;
-    a baseline is one run (T = S = 1). Heads without runs are left out."""
+    a baseline is one run (T = S = 1), a deterministic head one run per training seed (S = 1). Heads
+    without runs are left out."""
     tables = {}
     for key in [h.key for h in config.heads] + list(config.baselines):
         rs = [r for r in runs if r["head"] == key and r.get("closed_loop", {}).get("episode_scores")]
@@ -191,7 +213,7 @@ def score_tables(runs: list[dict], config: StudyConfig) -> dict[str, ScoreTable]
         tables[key] = score_table(
             scores,
             training_seeds=[None] if baseline else list(config.training_seeds),
-            sampling_seeds=[None] if baseline else list(config.sampling_seeds),
+            sampling_seeds=[None] if baseline else config.head_sampling_seeds(key),
         )
     return tables
 

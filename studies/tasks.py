@@ -84,7 +84,7 @@ def plan_tasks(config: StudyConfig) -> list[Task]:
     for head in config.heads:
         for seed in config.training_seeds:
             policy_task = ae_task_id(seed, rounds) if head.key == "mlp" else f"refine:{seed}:{head.key}"
-            for sampling in config.sampling_seeds:
+            for sampling in config.head_sampling_seeds(head.key):
                 rid = run_id(head.key, seed, sampling)
                 params = {"head": head.key, "seed": seed, "sampling_seed": sampling, "run_id": rid}
                 tasks.append(
@@ -96,7 +96,9 @@ def plan_tasks(config: StudyConfig) -> list[Task]:
                 "failures",
                 {"head": head.key},
                 tuple(
-                    f"eval:{head.key}:{t}:{s}" for t in config.training_seeds for s in config.sampling_seeds
+                    f"eval:{head.key}:{t}:{s}"
+                    for t in config.training_seeds
+                    for s in config.head_sampling_seeds(head.key)
                 ),
             )
         )
@@ -586,7 +588,7 @@ def _failures(study: Path, config: StudyConfig, head: str, status: StatusWriter)
     runs = [
         json.loads(run_path(study, run_id(head, t, s)).read_text())
         for t in config.training_seeds
-        for s in config.sampling_seeds
+        for s in config.head_sampling_seeds(head)
     ]
     listed = {}
     for (key, scenario), worst in sorted(worst_episodes(study, runs).items()):

@@ -104,6 +104,20 @@ def test_same_generator_same_plan_other_seed_other_plan():
     assert torch.equal(mlp(ctx, generator=torch.Generator().manual_seed(3)).waypoints, mlp(ctx).waypoints)
 
 
+@pytest.mark.parametrize("name", available_heads())
+def test_is_stochastic_says_whether_the_sampling_seed_changes_the_plan(name):
+    """Studies run a head with `is_stochastic = False` under one sampling seed only: its plan must not
+    depend on the generator, and a stochastic head's must."""
+    torch.manual_seed(0)
+    head = _build(name)
+    perturb_zero_init(head)
+    ctx = make_context()
+    a = head(ctx, generator=torch.Generator().manual_seed(3))
+    b = head(ctx, generator=torch.Generator().manual_seed(4))
+    same = torch.equal(a.waypoints, b.waypoints) and torch.equal(a.route, b.route)
+    assert same != type(head).is_stochastic
+
+
 def test_num_samples_returns_candidates_and_a_chosen_plan():
     torch.manual_seed(0)
     head = _build("diffusion")

@@ -118,3 +118,34 @@ def test_a_plan_from_a_simulated_pilot_detects_the_planted_effect():
     own = difference_test(difference_table(pilot_a, pilot_b))
     assert own["diff"] == pytest.approx(float(np.mean(difference_table(pilot_a, pilot_b).pooled())))
     assert own["mde"] > 0
+
+
+def test_a_deterministic_heads_single_run_is_paired_with_every_sampling_seed():
+    """A head run once per training seed (S = 1) against one run under two sampling seeds (S = 2):
+    each of the two is paired with the single run of its training seed, episode by episode."""
+    eps = {"a": (10, 11)}
+    two = ScoreTable({"a": np.array([[[5.0, 6.0], [7.0, 8.0]], [[1.0, 2.0], [3.0, 4.0]]])}, (0, 1), eps)
+    one = ScoreTable({"a": np.array([[[1.0, 1.0]], [[0.0, 2.0]]])}, (0, 1), eps)
+    diff = difference_table(two, one)
+    assert diff.shape == (2, 2)
+    np.testing.assert_array_equal(diff.strata["a"], [[[4, 5], [6, 7]], [[1, 0], [3, 2]]])
+    three = ScoreTable({"a": np.zeros((2, 3, 2))}, (0, 1), eps)
+    with pytest.raises(ValueError, match="got 2 and 3 sampling seeds"):
+        difference_table(two, three)
+
+
+def test_the_cost_model_runs_a_deterministic_head_once_per_training_seed():
+    from studies.plan import CostModel
+
+    kw = dict(
+        fixed_s=10.0,
+        ae_s=5.0,
+        refine_s={"diffusion": 7.0},
+        open_loop_s={"mlp": 1.0, "diffusion": 2.0},
+        episode_s={"mlp": 0.5, "diffusion": 1.0, "constant_velocity": 0.25},
+        scenarios=2,
+    )
+    # Runs: mlp 1 + 2 x 4 x 0.5 = 5 s, diffusion 2 + 2 x 4 x 1 = 10 s, the baseline 2 x 4 x 0.25 = 2 s.
+    # 10 fixed + 3 x (5 + 7) training + 3 x (1 x 5 + 2 x 10) runs + 2 = 123 s on one worker.
+    assert CostModel(**kw, deterministic=("mlp",)).wall_s(3, 2, 4, workers=1) == pytest.approx(123.0)
+    assert CostModel(**kw).wall_s(3, 2, 4, workers=1) == pytest.approx(138.0)
