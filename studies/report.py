@@ -174,6 +174,7 @@ def refinement_section(heads: dict) -> list[str]:
         "",
         "## Does the refiner refine? (test split, same AE: prior = its MLP plan)",
         "",
+        "Once per trained model (the run under the first sampling seed), mean ± std over training seeds. "
         "Refined / prior L2 avg (ST-P3) is the headline: below 1 the refiner improves the plan it starts from. "
         "Steps are reverse denoising steps from the default start; K8 refines 8 candidates (selected by the head's "
         "selection; oracle = the one closest to the expert, the value of sampling). Knockouts switch one "

@@ -550,8 +550,9 @@ def _eval(
         record["open_loop"] = evaluate_open_loop(
             backbone, str(data_dir(study, "test")), sampling_seed=sampling_seed
         )
-        if refines(backbone.ae.head):
+        if refines(backbone.ae.head) and sampling_seed == config.head_sampling_seeds(head)[0]:
             # Does the refiner beat the plan it starts from? (prior vs refined, same AE, same data)
+            # Once per trained model: its diagnostics (steps, K, knockouts) are two thirds of a run's time.
             result = evaluate_refinement(backbone, str(data_dir(study, "test")), sampling_seed=sampling_seed)
             record["refinement"] = flat_summary(result)
     planner = FastSlowPlanner(backbone, refresh_every=config.eval.refresh_every, seed=sampling_seed)

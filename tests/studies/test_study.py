@@ -43,6 +43,13 @@ def test_mlp_runs_once_per_training_seed_and_diffusion_has_sampling_spread(smoke
     _, runs = smoke
     by_id = _by_id(runs)
     assert {rid for rid in by_id if rid.startswith("mlp")} == {"mlp__t0__s0", "mlp__t1__s0"}
+    # The refiner's diagnostics run once per trained model, in its run under the first sampling seed.
+    for t in (0, 1):
+        assert (
+            "refinement" in by_id[f"diffusion__t{t}__s0"]
+            and "refinement" not in by_id[f"diffusion__t{t}__s1"]
+        )
+    assert smoke[0].summary["heads"]["diffusion"]["metrics"]["refine_ratio"]["n"] == 2
     # The diffusion head's noise comes from the sampling seed: plans (open loop) differ for every
     # trained model, and so does at least one closed-loop outcome.
     for t in (0, 1):
