@@ -259,13 +259,16 @@ class StudyConfig:
                 return h
         raise ValueError(f"head: expected one of {[h.key for h in self.heads]}, got {key!r}")
 
+    def is_stochastic(self, key: str) -> bool:
+        """Does the head's plan depend on the sampling seed (`PlanningHead.is_stochastic`)?"""
+        from heads import head_class
+
+        return bool(head_class(self.head(key).name).is_stochastic)
+
     def head_sampling_seeds(self, key: str) -> list[int]:
         """The sampling seeds a head is evaluated under: all of them for a stochastic head, the first
         for a deterministic one (its plan ignores the generator, so more runs would be copies of it)."""
-        from heads import head_class
-
-        stochastic = head_class(self.head(key).name).is_stochastic
-        return list(self.sampling_seeds) if stochastic else list(self.sampling_seeds[:1])
+        return list(self.sampling_seeds) if self.is_stochastic(key) else list(self.sampling_seeds[:1])
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -46,13 +46,11 @@ def format_headline(summary: dict) -> str:
 def write_report(study: Path, config: StudyConfig, summary: dict, runs: list[dict]) -> Path:
     plots = make_plots(study, config, summary, runs)
     heads = summary["heads"]
-    single = [
-        h.key for h in config.heads if len(config.head_sampling_seeds(h.key)) < len(config.sampling_seeds)
-    ]
+    single = [h.key for h in config.heads if not config.is_stochastic(h.key)]
     once = (
         f" Deterministic heads ({', '.join(single)}: the plan ignores the sampling seed) run once per training "
         "seed, under the first sampling seed."
-        if single
+        if single and len(config.sampling_seeds) > 1
         else ""
     )
     out = [

@@ -91,7 +91,7 @@ def summarize_study(runs: list[dict], config: StudyConfig) -> dict:
     order = [h.key for h in config.heads] + list(config.baselines)
     by_head = {key: [r for r in runs if r["head"] == key] for key in order}
     boot = config.bootstrap_samples
-    stochastic = {h.key: len(config.head_sampling_seeds(h.key)) > 1 for h in config.heads}
+    stochastic = {h.key: config.is_stochastic(h.key) for h in config.heads}
     heads: dict[str, dict] = {}
     for key, rs in by_head.items():
         entry: dict = {
@@ -115,9 +115,8 @@ def summarize_study(runs: list[dict], config: StudyConfig) -> dict:
             if entry["kind"] == "head":
                 spread = seed_spread(values, [r["training_seed"] for r, _ in pairs])
                 if not stochastic[key]:
-                    spread["within_training_std"] = (
-                        0.0  # one run per training seed; its plan ignores the seed
-                    )
+                    # One run per training seed: its plan ignores the sampling seed, nothing to spread.
+                    spread["within_training_std"] = 0.0
                 entry["seed_spread"][name] = spread
         scenarios = sorted({s for r in rs for s in r.get("closed_loop", {}).get("per_scenario", {})})
         for scenario in scenarios:
