@@ -5,6 +5,7 @@ import math
 import runpy
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -164,3 +165,33 @@ def test_paired_arms_pairs_by_training_seed_and_episode(tmp_path, capsys):
     # t-interval 10 +- t(0.975, 2) * 5 / sqrt(3) = [-2.4, +22.4]; highway +20, merge +0.
     assert "| new | +10.0 | +5.0 / +10.0 / +15.0 | [-2.4, +22.4] |" in out
     assert out.rstrip().endswith("| +20.0 | +0.0 | +nan | +nan |")
+
+
+def test_decision_confusion_agrees_with_the_open_loop_metrics(refiner_run, tiny_dataset, capsys):
+    """Its confusion's diagonal is the open-loop longitudinal accuracy per horizon, its row counts are the
+    expert's labels, and its distances are those of the plan and the labels."""
+    from driving.dataset import DrivingDataset
+    from training.evaluate import evaluate_open_loop
+    from training.policy import load_pretrained
+
+    out, _ = refiner_run
+    policy, test = out / "policy_mlp", tiny_dataset / "test"
+    result = example("decision_confusion.py")(["--policy", str(policy), "--data", str(test)])
+    m = result["confusion"]
+    dataset = DrivingDataset([str(test)])
+    labels = np.stack([dataset[i]["longitudinal"].numpy() for i in range(len(dataset))])  # (N, K)
+    assert result["samples"] == len(dataset) == m[0].sum()
+    for k in range(m.shape[0]):
+        np.testing.assert_array_equal(m[k].sum(axis=1), np.bincount(labels[:, k], minlength=m.shape[1]))
+    direct = evaluate_open_loop(load_pretrained(policy), str(test))
+    for k, h in enumerate(("1s", "2s", "3s")):
+        assert np.trace(m[k]) / m[k].sum() == pytest.approx(direct[f"acc_longitudinal_{h}"], abs=1e-9)
+    first = labels[:, 0]
+    expert_3s = np.stack([np.linalg.norm(dataset[i]["waypoints"][-1].numpy()) for i in range(len(dataset))])
+    for a, name in enumerate(result["actions"]):
+        if (first == a).any():
+            assert result["rows"][name]["n"] == int((first == a).sum())
+            assert result["rows"][name]["expert_3s_m"] == pytest.approx(
+                expert_3s[first == a].mean(), rel=1e-5
+            )
+    assert "plan - expert" in capsys.readouterr().out
