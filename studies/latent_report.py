@@ -95,6 +95,11 @@ def summarize_latent_study(study: Path, runs: list[dict], config: StudyConfig) -
             "teacher_full_ms",
             "student_over_teacher_ae",
             "student_over_teacher_full",
+            "student_cpu_ms",
+            "teacher_ae_cpu_ms",
+            "teacher_full_cpu_ms",
+            "student_over_teacher_ae_cpu",
+            "student_over_teacher_full_cpu",
         ):
             values = [x[name] for x in lat_runs]
             if values:

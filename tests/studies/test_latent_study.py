@@ -42,6 +42,10 @@ def test_every_arm_ran_and_the_summary_has_the_three_tables(latent_study):
     )
     student = s["student"]
     assert student["teacher"] == "pretrained@100" and student["student_ms"]["mean"] > 0
+    # Wall and CPU latencies are both summarised from the student's run (the report has a row for each).
+    (latency,) = [r["latency"] for r in runs if r["head"] == "student"]
+    for name in ("student_over_teacher_ae", "student_cpu_ms", "student_over_teacher_ae_cpu"):
+        assert student[name]["mean"] == pytest.approx(latency[name])
     assert student["parameters"]["student"] < student["parameters"]["teacher_ae"]
     report = result.report_path.read_text()
     for heading in (
@@ -51,6 +55,7 @@ def test_every_arm_ran_and_the_summary_has_the_three_tables(latent_study):
         "## Every run",
     ):
         assert heading in report
+    assert f"| CPU | {student['student_cpu_ms']['mean']:.2f} |" in report
     assert (result.study_dir / "data_efficiency.png").stat().st_size > 5000
 
 
