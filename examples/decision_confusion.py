@@ -32,6 +32,8 @@ def decision_confusion(policy: str, data: str, scenarios: list[str] | None, samp
         )
     backbone.ae.eval()
     dataset = DrivingDataset([data], scenarios=scenarios)
+    if len(dataset) == 0:
+        raise ValueError(f"--scenario: expected scenarios with samples in {data}, got {scenarios}")
     loader = torch.utils.data.DataLoader(dataset, batch_size=32, shuffle=False, collate_fn=collate)
     generator = torch.Generator().manual_seed(sampling_seed)
     pred, true, dist_plan, dist_expert = [], [], [], []
@@ -64,7 +66,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--scenario", action="append", help="only this scenario (repeatable); default all")
     parser.add_argument("--sampling-seed", type=int, default=0)
     args = parser.parse_args(argv)
-    result = decision_confusion(args.policy, args.data, args.scenario, args.sampling_seed)
+    try:
+        result = decision_confusion(args.policy, args.data, args.scenario, args.sampling_seed)
+    except ValueError as error:
+        parser.error(str(error))  # a clear message and exit status 2, no traceback
     names = result["actions"]
     print(f"{result['samples']} samples; rows: the expert's action, columns: the policy's")
     for k, horizon in enumerate(spec.DECISION_HORIZONS_S):

@@ -18,7 +18,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from automot.config import build_config
 from automot.progress import format_duration
+from studies.config import StudyConfig
 from studies.power import Components, design_variance, power
 
 DEFAULT_GRID = {"training_seeds": range(2, 21), "sampling_seeds": range(1, 9), "episodes": range(1, 101)}
@@ -91,11 +93,8 @@ def cost_model(study: Path, config: dict, runs: list[dict]) -> CostModel:
             if key in heads:
                 open_loop[key] = sum(opens) / len(opens)
     refine = {h: mean(durations.get(f"refine:{h}", [])) for h in heads if h != "mlp"}
-    from heads import head_class
-
-    deterministic = tuple(
-        h.get("label") or h["name"] for h in config["heads"] if not head_class(h["name"]).is_stochastic
-    )
+    study_config = build_config(StudyConfig, config)
+    deterministic = tuple(h.key for h in study_config.heads if not study_config.is_stochastic(h.key))
     return CostModel(
         fixed,
         mean(durations.get("ae", [])),

@@ -195,3 +195,8 @@ def test_decision_confusion_agrees_with_the_open_loop_metrics(refiner_run, tiny_
                 expert_3s[first == a].mean(), rel=1e-5
             )
     assert "plan - expert" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        example("decision_confusion.py")(
+            ["--policy", str(policy), "--data", str(test), "--scenario", "nowhere"]
+        )
+    assert "--scenario: expected scenarios with samples" in capsys.readouterr().err
