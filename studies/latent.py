@@ -313,6 +313,8 @@ def _finetune(study: Path, config: StudyConfig, seed: int, arm: str, fraction: f
     stage = LatentFinetuneStage(
         backbone=backbone,
         lam=str(lam_dir(study)) if arm == "pretrained" else None,
+        latent_weight=lat.finetune_latent_weight if arm == "pretrained" else 0.0,
+        pretrained_lr_scale=lat.finetune_pretrained_lr_scale if arm == "pretrained" else 1.0,
         optim=_optim(train),
         export_dir=str(finetuned_dir(study, seed, arm, fraction)),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -39,18 +39,39 @@ class OptimConfig:
             )
 
 
-def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
-    """Trainable parameters split into decayed (matrices) and not decayed (biases, norms, embeddings, scalars)."""
-    decay, no_decay = [], []
+def param_groups(
+    module: nn.Module, weight_decay: float, lr_scale: Callable[[str], float] | None = None, lr: float = 1.0
+) -> list[dict]:
+    """Trainable parameters split into decayed (matrices) and not decayed (biases, norms, embeddings, scalars).
+
+    lr_scale: maps a parameter's name to its learning-rate multiplier (None: 1 for all); each distinct
+    multiplier gets its own pair of groups with `"lr": lr * multiplier`.
+    """
+    groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
     for name, p in module.named_parameters():
         if not p.requires_grad:
             continue
-        (decay if p.ndim >= 2 and "embed" not in name else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        scale = 1.0 if lr_scale is None else float(lr_scale(name))
+        if not scale > 0:
+            raise ValueError(f"lr_scale({name!r}): expected a multiplier > 0, got {scale}")
+        decay = p.ndim >= 2 and "embed" not in name
+        groups.setdefault((decay, scale), []).append(p)
+    scales = sorted({scale for _, scale in groups}) or [1.0]
+    out = []
+    for scale in scales:
+        for decay in (True, False):
+            group = {"params": groups.get((decay, scale), []), "weight_decay": weight_decay if decay else 0.0}
+            if lr_scale is not None:
+                group["lr"] = lr * scale
+            out.append(group)
+    return out
 
 
-def build_optimizer(module: nn.Module, config: OptimConfig) -> torch.optim.Optimizer:
-    groups = param_groups(module, config.weight_decay)
+def build_optimizer(
+    module: nn.Module, config: OptimConfig, lr_scale: Callable[[str], float] | None = None
+) -> torch.optim.Optimizer:
+    """AdamW over `module`'s trainable parameters; `lr_scale` as in `param_groups`."""
+    groups = param_groups(module, config.weight_decay, lr_scale, config.lr)
     if not any(g["params"] for g in groups):
         raise ValueError(
             f"{type(module).__name__}: expected trainable parameters, found none (is everything frozen?)"
@@ -125,10 +146,13 @@ class ParameterEMA(nn.Module):
                     param.copy_(saved)
 
 
-def lightning_optimizers(module, config: OptimConfig, trainer) -> dict:
+def lightning_optimizers(
+    module, config: OptimConfig, trainer, lr_scale: Callable[[str], float] | None = None
+) -> dict:
     """What a stage's `configure_optimizers` returns: AdamW over `module`'s trainable parameters and
-    the warm-up + cosine schedule over the trainer's total steps, stepped every step."""
-    optimizer = build_optimizer(module, config)
+    the warm-up + cosine schedule over the trainer's total steps, stepped every step (the schedule
+    multiplies every group's own learning rate, so `lr_scale`'s ratios hold throughout)."""
+    optimizer = build_optimizer(module, config, lr_scale)
     total = int(trainer.estimated_stepping_batches) if trainer is not None else 1
     scheduler = build_scheduler(optimizer, config, max(1, total))
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -105,3 +105,23 @@ def test_lam_checkpoint_example_scores_the_last_checkpoint_like_the_study(latent
     own = json.loads(next(study.rglob("lam_quality.json")).read_text())
     assert got["recon_mse"] == pytest.approx(own["recon_mse"], rel=1e-5)
     assert got["codebook"] == pytest.approx(own["codebook"], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        (
+            "finetune_latent_weight",
+            -0.5,
+            r"LatentSpec.finetune_latent_weight: expected a value >= 0, got -0.5",
+        ),
+        (
+            "finetune_pretrained_lr_scale",
+            0.0,
+            r"LatentSpec.finetune_pretrained_lr_scale: expected a value > 0, got 0.0",
+        ),
+    ],
+)
+def test_latent_spec_refuses_bad_fine_tuning_options(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        load_study_config("latent_smoke", {"latent": {field: value}})

@@ -184,3 +184,30 @@ def test_pretraining_learns_the_codes_and_distillation_leaves_the_teacher_alone(
     teacher = _weights(distill.teacher.ae)
     _trainer(2).fit(distill, datamodule=FakeTransitionDataModule(labels=True))
     assert all(torch.equal(teacher[k], v) for k, v in distill.teacher.ae.state_dict().items())
+
+
+def test_pretrained_lr_scale_slows_the_trunk_and_not_the_planning_head(lam_folder, pretrained):
+    from training.policy import load_pretrained
+
+    start = {k: v.detach().clone() for k, v in load_pretrained(pretrained).ae.named_parameters()}
+    deltas = {}
+    for scale in (1.0, 0.25):
+        L.seed_everything(0, workers=True)
+        stage = LatentFinetuneStage(
+            backbone=BackboneSpec(init_from=pretrained),
+            lam=lam_folder,
+            pretrained_lr_scale=scale,
+            optim=OptimConfig(warmup_steps=0),
+        )
+        _trainer(1).fit(stage, datamodule=FakeTransitionDataModule(labels=True))
+        deltas[scale] = {k: v.detach() - start[k] for k, v in stage.ae.named_parameters() if k in start}
+    plain, slow = deltas[1.0], deltas[0.25]
+    trunk = [k for k in plain if not k.startswith("head.") and plain[k].abs().max() > 0]
+    head = [k for k in plain if k.startswith("head.") and plain[k].abs().max() > 0]
+    assert trunk and head
+    for k in trunk:
+        assert torch.allclose(slow[k], 0.25 * plain[k], rtol=1e-3, atol=1e-7), k  # float32 differences
+    for k in head:
+        assert torch.equal(slow[k], plain[k]), k
+    with pytest.raises(ValueError, match=r"pretrained_lr_scale: expected > 0, got 0"):
+        LatentFinetuneStage(backbone=BackboneSpec(init_from=pretrained), pretrained_lr_scale=0)

@@ -50,3 +50,34 @@ def test_config_validation():
         ValueError, match=r"OptimConfig.ema_decay: expected None or a value in \(0, 1\), got 1.5"
     ):
         OptimConfig(ema_decay=1.5)
+
+
+def test_lr_scale_splits_the_groups_and_scales_the_first_adamw_update():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    groups = param_groups(net, 0.1, lambda name: 0.5 if name.startswith("0.") else 1.0, lr=2.0)
+    by = {(g["lr"], g["weight_decay"]): g["params"] for g in groups}
+    assert by == {
+        (1.0, 0.1): [net[0].weight],
+        (1.0, 0.0): [net[0].bias],
+        (2.0, 0.1): [net[1].weight],
+        (2.0, 0.0): [net[1].bias],
+    }
+    with pytest.raises(ValueError, match=r"lr_scale\('0.weight'\): expected a multiplier > 0, got 0.0"):
+        param_groups(net, 0.1, lambda name: 0.0)
+    # Adam's first step moves every weight by lr * (sign-like term + decay), so the scaled layer moves
+    # by exactly the multiplier times what it moves without it.
+    x = torch.randn(5, 3)
+    deltas = []
+    for scale in (1.0, 0.25):
+        model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+        model.load_state_dict(net.state_dict())
+        opt = build_optimizer(
+            model, OptimConfig(lr=1e-2), lambda n, s=scale: s if n.startswith("0.") else 1.0
+        )
+        model(x).square().sum().backward()
+        opt.step()
+        deltas.append({k: v - net.state_dict()[k] for k, v in model.state_dict().items()})
+    plain, scaled = deltas
+    assert torch.allclose(scaled["0.weight"], 0.25 * plain["0.weight"], rtol=1e-5, atol=1e-9)
+    assert torch.equal(scaled["1.weight"], plain["1.weight"])

@@ -9,6 +9,10 @@ With `lam` given, the teacher's latent-action head (from the `init_from` folder,
 kept aligned with the changing AE: it is trained on the LAM's codes of the same batches from the
 *detached* decision latents, so the AE's update is exactly the usual one (the head's gradients are
 clipped apart from the AE's). `latent_weight` > 0 instead lets the latent loss into the AE too.
+
+`pretrained_lr_scale` multiplies the learning rate of the AE's layers outside its planning head (the
+layers `init_from` brought; the head is trained at the full rate), for a gentler fine-tuning of a
+pretrained trunk.
 """
 
 from __future__ import annotations
@@ -27,6 +31,12 @@ from training.stages.latent_pretrain import lam_targets, pretraining_offsets
 from training.teacher import save_teacher
 
 
+def is_trunk(name: str) -> bool:
+    """Is the parameter `name` (of the stage's {"ae", "latent_head"} module dict) in the AE outside its
+    planning head?"""
+    return name.startswith("ae.") and not name.startswith("ae.head.")
+
+
 class LatentFinetuneStage(ActionExpertStage):
     def __init__(
         self,
@@ -35,6 +45,7 @@ class LatentFinetuneStage(ActionExpertStage):
         head_kwargs: dict[str, Any] | None = None,
         lam: str | None = None,
         latent_weight: float = 0.0,
+        pretrained_lr_scale: float = 1.0,
         decision_weight: float = 1.0,
         trajectory_weight: float = 1.0,
         optim: OptimConfig | None = None,
@@ -57,6 +68,9 @@ class LatentFinetuneStage(ActionExpertStage):
         if latent_weight < 0:
             raise ValueError(f"latent_weight: expected >= 0, got {latent_weight}")
         self.latent_weight = latent_weight
+        if not pretrained_lr_scale > 0:
+            raise ValueError(f"pretrained_lr_scale: expected > 0, got {pretrained_lr_scale}")
+        self.pretrained_lr_scale = float(pretrained_lr_scale)
         self._frozen: tuple[LatentActionModel, ...] = ()
         self.latent_head: LatentActionHead | None = None
         if lam is not None:
@@ -127,7 +141,12 @@ class LatentFinetuneStage(ActionExpertStage):
         modules = {"ae": self.ae}
         if self.latent_head is not None:
             modules["latent_head"] = self.latent_head
-        return lightning_optimizers(nn.ModuleDict(modules), self.optim, self.trainer)
+        scale = self.pretrained_lr_scale
+        if scale == 1.0:
+            return lightning_optimizers(nn.ModuleDict(modules), self.optim, self.trainer)
+        return lightning_optimizers(
+            nn.ModuleDict(modules), self.optim, self.trainer, lambda name: scale if is_trunk(name) else 1.0
+        )
 
     def configure_gradient_clipping(
         self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
