@@ -115,6 +115,7 @@ class DaggerSpec:
 
     rounds: int = 0  # 0: behaviour cloning only
     episodes: int = 4  # per scenario and round
+    scenarios: list[str] | None = None  # the scenarios rolled out (None: all of the study's)
     beta: float = 0.0  # probability per step of executing the expert's command, round 1
     beta_decay: float = 0.5  # beta of round r = beta * beta_decay ** (r - 1)
     steps: int = 400  # fine-tuning steps per round, from the previous round's policy
@@ -126,12 +127,22 @@ class DaggerSpec:
         if isinstance(self.noise, dict):
             self.noise = DartSpec(**self.noise)
         check_positive("DaggerSpec.rounds", self.rounds, allow_zero=True)
+        if self.scenarios is not None:
+            self.scenarios = list(self.scenarios)
+            if not self.scenarios or len(set(self.scenarios)) != len(self.scenarios):
+                raise ValueError(
+                    f"DaggerSpec.scenarios: expected distinct scenario names, got {self.scenarios}"
+                )
         for name in ("episodes", "steps", "lr"):
             check_positive(f"DaggerSpec.{name}", getattr(self, name))
         check_positive("DaggerSpec.warmup_steps", self.warmup_steps, allow_zero=True)
         for name in ("beta", "beta_decay"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"DaggerSpec.{name}: expected a value in [0, 1], got {getattr(self, name)}")
+
+    def scenarios_of(self, data_scenarios: list[str]) -> list[str]:
+        """The scenarios the rounds roll out: `scenarios`, else all of the study's."""
+        return list(self.scenarios) if self.scenarios is not None else list(data_scenarios)
 
     def beta_of(self, round_index: int) -> float:
         return self.beta * self.beta_decay ** (round_index - 1)
@@ -256,6 +267,12 @@ class StudyConfig:
         if bad:
             raise ValueError(f"StudyConfig.baselines: expected names from {list(BASELINES)}, got {bad}")
         check_positive("StudyConfig.pretrain_ue_steps", self.pretrain_ue_steps, allow_zero=True)
+        if self.dagger.scenarios is not None:
+            bad = [n for n in self.dagger.scenarios if n not in self.data.scenarios]
+            if bad:
+                raise ValueError(
+                    f"DaggerSpec.scenarios: expected names from the study's scenarios {list(self.data.scenarios)}, got {bad}"
+                )
         from training.augment import EgoAugmentConfig
 
         EgoAugmentConfig(**self.augment)  # validates the names and values

@@ -497,7 +497,8 @@ def format_dagger(study: Path, config: StudyConfig) -> list[str]:
         "## Training rounds (DAgger learning curve)",
         "",
         f"Round 0 is behaviour cloning on the demonstrations; round r rolls out round r-1's policy on "
-        f"{config.dagger.episodes} fresh train-split episodes per scenario (beta {config.dagger.beta}, decay "
+        f"{config.dagger.episodes} fresh train-split episodes per scenario "
+        f"({', '.join(config.dagger.scenarios_of(config.data.scenarios))}; beta {config.dagger.beta}, decay "
         f"{config.dagger.beta_decay}), labels every visited state with the expert and fine-tunes on all data so far. "
         "Validation DS: closed loop on validation-split seeds, of the exported (selected) weights; mean over training seeds.",
         "",

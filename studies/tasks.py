@@ -285,13 +285,14 @@ def _dagger(study: Path, config: StudyConfig, seed: int, round_index: int, statu
     from training.dagger import collect_round
 
     spec = config.dagger
+    scenarios = spec.scenarios_of(config.data.scenarios)
     collect_config = CollectConfig(
-        scenarios=list(config.data.scenarios),
+        scenarios=scenarios,
         episodes=spec.episodes,
         split="train",
         # Fresh layouts every round, after the demonstrations' seeds (each episode has its own seed).
         seed_start=config.data.train_episodes + (round_index - 1) * spec.episodes,
-        scenario_overrides=_scenario_overrides(config),
+        scenario_overrides={k: v for k, v in _scenario_overrides(config).items() if k in scenarios},
         sensors=_sensors(config),
     )
     start, cpu = time.perf_counter(), time.process_time()
