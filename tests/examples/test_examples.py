@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -200,3 +201,46 @@ def test_decision_confusion_agrees_with_the_open_loop_metrics(refiner_run, tiny_
             ["--policy", str(policy), "--data", str(test), "--scenario", "nowhere"]
         )
     assert "--scenario: expected scenarios with samples" in capsys.readouterr().err
+
+
+def test_speed_sensitivity_against_planners_with_a_known_answer(refiner_run, tiny_dataset, capsys):
+    """A constant-velocity planner moves its t s waypoint by delta * t; one that reads only the history's
+    speed moves it only with --history; the real policy's numbers come back from the command line."""
+    from automot import spec
+    from driving.dataset import DrivingDataset
+
+    module = runpy.run_path(str(ROOT / "examples" / "speed_sensitivity.py"))
+    sensitivity = module["speed_sensitivity"]
+    times = torch.tensor(spec.waypoint_times_s())
+    dataset = DrivingDataset([str(tiny_dataset / "test")])
+
+    def keeps_speed(sensors):
+        v = sensors.ego_state[:, module["SPEED"]]
+        return torch.stack((v[:, None] * times, torch.zeros(len(v), len(times))), dim=-1)
+
+    def history_speed(sensors):
+        v = sensors.ego_history[:, -1, module["HISTORY_SPEED"]].clamp(min=0)
+        return torch.stack((v[:, None] * times, torch.zeros(len(v), len(times))), dim=-1)
+
+    r = sensitivity(keeps_speed, dataset, 1.5)
+    assert r["samples"] == len(dataset)
+    assert (r["moved_1s_m"], r["moved_3s_m"]) == (pytest.approx(1.5, abs=1e-5), pytest.approx(4.5, abs=1e-5))
+    assert (r["per_m_s_1s"], r["per_m_s_3s"]) == (pytest.approx(1.0, abs=1e-5), pytest.approx(3.0, abs=1e-5))
+    assert sensitivity(history_speed, dataset, 1.5)["moved_3s_m"] == 0.0
+    assert sensitivity(history_speed, dataset, 1.5, history=True)["moved_3s_m"] == pytest.approx(
+        4.5, abs=1e-5
+    )
+
+    out, _ = refiner_run
+    policy = str(out / "policy_mlp")
+    got = example("speed_sensitivity.py")(["--policy", policy, "--data", str(tiny_dataset / "test")])
+    direct = sensitivity(module["policy_plan"](policy), dataset, 2.0)
+    assert got[policy] == pytest.approx(direct)
+    assert f"| {policy} | {direct['moved_1s_m']:+.3f} |" in capsys.readouterr().out
+    for bad, message in (
+        (["--delta", "0"], "--delta: expected a speed offset != 0"),
+        (["--scenario", "nowhere"], "--scenario: expected"),
+    ):
+        with pytest.raises(SystemExit):
+            example("speed_sensitivity.py")(["--policy", policy, "--data", str(tiny_dataset / "test"), *bad])
+        assert message in capsys.readouterr().err
