@@ -116,6 +116,10 @@ class DaggerSpec:
     rounds: int = 0  # 0: behaviour cloning only
     episodes: int = 4  # per scenario and round
     scenarios: list[str] | None = None  # the scenarios rolled out (None: all of the study's)
+    # More rollouts where the policy fails most: `extra_episodes` per round in each of `extra_scenarios`
+    # besides the `episodes` above, on seeds of their own (after every round's regular seeds).
+    extra_scenarios: list[str] = field(default_factory=list)
+    extra_episodes: int = 0
     beta: float = 0.0  # probability per step of executing the expert's command, round 1
     beta_decay: float = 0.5  # beta of round r = beta * beta_decay ** (r - 1)
     steps: int = 400  # fine-tuning steps per round, from the previous round's policy
@@ -127,6 +131,17 @@ class DaggerSpec:
         if isinstance(self.noise, dict):
             self.noise = DartSpec(**self.noise)
         check_positive("DaggerSpec.rounds", self.rounds, allow_zero=True)
+        self.extra_scenarios = list(self.extra_scenarios)
+        if len(set(self.extra_scenarios)) != len(self.extra_scenarios):
+            raise ValueError(
+                f"DaggerSpec.extra_scenarios: expected distinct scenario names, got {self.extra_scenarios}"
+            )
+        check_positive("DaggerSpec.extra_episodes", self.extra_episodes, allow_zero=True)
+        if bool(self.extra_scenarios) != (self.extra_episodes > 0):
+            raise ValueError(
+                "DaggerSpec.extra_episodes: expected > 0 exactly when extra_scenarios are named, got "
+                f"{self.extra_episodes} with extra_scenarios {self.extra_scenarios}"
+            )
         if self.scenarios is not None:
             self.scenarios = list(self.scenarios)
             if not self.scenarios or len(set(self.scenarios)) != len(self.scenarios):
@@ -143,6 +158,15 @@ class DaggerSpec:
     def scenarios_of(self, data_scenarios: list[str]) -> list[str]:
         """The scenarios the rounds roll out: `scenarios`, else all of the study's."""
         return list(self.scenarios) if self.scenarios is not None else list(data_scenarios)
+
+    @property
+    def has_extra(self) -> bool:
+        return bool(self.extra_scenarios)
+
+    def extra_seed_start(self, train_episodes: int, round_index: int) -> int:
+        """First train-split seed of round `round_index`'s extra rollouts: after the demonstrations and
+        every round's regular rollouts, `extra_episodes` new ones per round."""
+        return train_episodes + self.rounds * self.episodes + (round_index - 1) * self.extra_episodes
 
     def beta_of(self, round_index: int) -> float:
         return self.beta * self.beta_decay ** (round_index - 1)
@@ -267,11 +291,11 @@ class StudyConfig:
         if bad:
             raise ValueError(f"StudyConfig.baselines: expected names from {list(BASELINES)}, got {bad}")
         check_positive("StudyConfig.pretrain_ue_steps", self.pretrain_ue_steps, allow_zero=True)
-        if self.dagger.scenarios is not None:
-            bad = [n for n in self.dagger.scenarios if n not in self.data.scenarios]
+        for name in ("scenarios", "extra_scenarios"):
+            bad = [n for n in getattr(self.dagger, name) or [] if n not in self.data.scenarios]
             if bad:
                 raise ValueError(
-                    f"DaggerSpec.scenarios: expected names from the study's scenarios {list(self.data.scenarios)}, got {bad}"
+                    f"DaggerSpec.{name}: expected names from the study's scenarios {list(self.data.scenarios)}, got {bad}"
                 )
         from training.augment import EgoAugmentConfig
 

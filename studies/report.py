@@ -498,7 +498,13 @@ def format_dagger(study: Path, config: StudyConfig) -> list[str]:
         "",
         f"Round 0 is behaviour cloning on the demonstrations; round r rolls out round r-1's policy on "
         f"{config.dagger.episodes} fresh train-split episodes per scenario "
-        f"({', '.join(config.dagger.scenarios_of(config.data.scenarios))}; beta {config.dagger.beta}, decay "
+        f"({', '.join(config.dagger.scenarios_of(config.data.scenarios))}"
+        + (
+            f"; {config.dagger.extra_episodes} more in each of {', '.join(config.dagger.extra_scenarios)}"
+            if config.dagger.has_extra
+            else ""
+        )
+        + f"; beta {config.dagger.beta}, decay "
         f"{config.dagger.beta_decay}), labels every visited state with the expert and fine-tunes on all data so far. "
         "Validation DS: closed loop on validation-split seeds, of the exported (selected) weights; mean over training seeds.",
         "",

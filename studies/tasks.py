@@ -64,7 +64,8 @@ def plan_tasks(config: StudyConfig) -> list[Task]:
                 Task(
                     f"dagger:{seed}:{r}",
                     "dagger",
-                    {"seed": seed, "round_index": r},
+                    # "extra": the round also collects its extra rollouts (key absent without them)
+                    {"seed": seed, "round_index": r, **({"extra": True} if config.dagger.has_extra else {})},
                     (ae_task_id(seed, r - 1),),
                 )
             )
@@ -148,11 +149,24 @@ def dagger_data_dir(study: Path, seed: int, round_index: int) -> Path:
     return study / "data" / "dagger" / str(seed) / f"r{round_index}"
 
 
-def train_dirs(study: Path, seed: int, round_index: int) -> list[str]:
-    """The training data of round `round_index` of training seed `seed`: demonstrations + its rounds so far."""
-    return [str(data_dir(study, "train"))] + [
-        str(dagger_data_dir(study, seed, r)) for r in range(1, round_index + 1)
-    ]
+def dagger_extra_dir(study: Path, seed: int, round_index: int) -> Path:
+    """Round `round_index`'s extra rollouts (`DaggerSpec.extra_scenarios`)."""
+    return study / "data" / "dagger" / str(seed) / f"r{round_index}_extra"
+
+
+def train_dirs(study: Path, seed: int, round_index: int, extra: bool = False) -> list[str]:
+    """The training data of round `round_index` of training seed `seed`: demonstrations + its rounds so
+    far (with `extra`, each round's extra rollouts after its regular ones)."""
+    dirs = [str(data_dir(study, "train"))]
+    for r in range(1, round_index + 1):
+        dirs.append(str(dagger_data_dir(study, seed, r)))
+        if extra:
+            dirs.append(str(dagger_extra_dir(study, seed, r)))
+    return dirs
+
+
+def _complete(index: Path) -> bool:
+    return index.exists() and '"complete": true' in index.read_text()
 
 
 def run_path(study: Path, rid: str) -> Path:
@@ -176,8 +190,10 @@ def is_done(study: Path, task: Task) -> bool:
     if task.kind == "failures":
         return failures_path(study, p["head"]).exists()
     if task.kind == "dagger":
-        index = dagger_data_dir(study, p["seed"], p["round_index"]) / "index.json"
-        return index.exists() and '"complete": true' in index.read_text()
+        done = _complete(dagger_data_dir(study, p["seed"], p["round_index"]) / "index.json")
+        if p.get("extra"):
+            done = done and _complete(dagger_extra_dir(study, p["seed"], p["round_index"]) / "index.json")
+        return done
     if task.kind == "refine":
         return (policy_dir(study, p["seed"], p["head"]) / "mot_config.json").exists()
     return run_path(study, p["run_id"]).exists()
@@ -285,35 +301,53 @@ def _dagger(study: Path, config: StudyConfig, seed: int, round_index: int, statu
     from training.dagger import collect_round
 
     spec = config.dagger
-    scenarios = spec.scenarios_of(config.data.scenarios)
-    collect_config = CollectConfig(
-        scenarios=scenarios,
-        episodes=spec.episodes,
-        split="train",
-        # Fresh layouts every round, after the demonstrations' seeds (each episode has its own seed).
-        seed_start=config.data.train_episodes + (round_index - 1) * spec.episodes,
-        scenario_overrides={k: v for k, v in _scenario_overrides(config).items() if k in scenarios},
-        sensors=_sensors(config),
-    )
+    overrides = _scenario_overrides(config)
+
+    def collect(scenarios: list[str], episodes: int, seed_start: int, out: Path) -> dict:
+        collect_config = CollectConfig(
+            scenarios=scenarios,
+            episodes=episodes,
+            split="train",
+            seed_start=seed_start,
+            scenario_overrides={k: v for k, v in overrides.items() if k in scenarios},
+            sensors=_sensors(config),
+        )
+        return collect_round(
+            round_policy_dir(study, config, seed, round_index - 1),
+            out,
+            collect_config,
+            beta=spec.beta_of(round_index),
+            noise=ControlNoise(**asdict(spec.noise)),
+            round_index=round_index,
+            refresh_every=config.eval.refresh_every,
+        )
+
     start, cpu = time.perf_counter(), time.process_time()
-    index = collect_round(
-        round_policy_dir(study, config, seed, round_index - 1),
+    # Fresh layouts every round, after the demonstrations' seeds (each episode has its own seed).
+    index = collect(
+        spec.scenarios_of(config.data.scenarios),
+        spec.episodes,
+        config.data.train_episodes + (round_index - 1) * spec.episodes,
         dagger_data_dir(study, seed, round_index),
-        collect_config,
-        beta=spec.beta_of(round_index),
-        noise=ControlNoise(**asdict(spec.noise)),
-        round_index=round_index,
-        refresh_every=config.eval.refresh_every,
     )
+    episodes, samples = list(index["episodes"]), index["num_samples"]
+    if spec.has_extra:
+        extra = collect(
+            list(spec.extra_scenarios),
+            spec.extra_episodes,
+            spec.extra_seed_start(config.data.train_episodes, round_index),
+            dagger_extra_dir(study, seed, round_index),
+        )
+        episodes, samples = episodes + extra["episodes"], samples + extra["num_samples"]
     write_json_atomic(
         dagger_data_dir(study, seed, round_index).parent / f"r{round_index}.json",
         {
             "collect_s": round_(time.perf_counter() - start),
             "collect_cpu_s": round_(time.process_time() - cpu),  # this process only: single-threaded work
-            "samples": index["num_samples"],
-            "episodes": len(index["episodes"]),
+            "samples": samples,
+            "episodes": len(episodes),
             "outcomes": {
-                k: sum(e["outcome"] == k for e in index["episodes"])
+                k: sum(e["outcome"] == k for e in episodes)
                 for k in ("completed", "collision", "offroad", "timeout")
             },
         },
@@ -454,7 +488,9 @@ def _ae(study: Path, config: StudyConfig, seed: int, round_index: int, status: S
     _fit(
         _trainer(steps, ckpt, study / "logs", name, status, [validation] if validation is not None else None),
         stage,
-        _datamodule(study, config.ae.batch_size, seed, train_dirs(study, seed, round_index)),
+        _datamodule(
+            study, config.ae.batch_size, seed, train_dirs(study, seed, round_index, config.dagger.has_extra)
+        ),
         ckpt,
     )
     record = {
@@ -491,7 +527,12 @@ def _refine(study: Path, config: StudyConfig, seed: int, head: str, status: Stat
     _fit(
         _trainer(spec.steps, ckpt, study / "logs", f"refine_{seed}_{head}", status),
         stage,
-        _datamodule(study, spec.batch_size, seed, train_dirs(study, seed, config.dagger.rounds)),
+        _datamodule(
+            study,
+            spec.batch_size,
+            seed,
+            train_dirs(study, seed, config.dagger.rounds, config.dagger.has_extra),
+        ),
         ckpt,
     )
 

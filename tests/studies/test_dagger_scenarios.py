@@ -50,3 +50,78 @@ def test_a_round_rolls_out_the_chosen_scenarios_on_its_own_seeds(scenarios, tmp_
     # Round 2's seeds follow the 24 demonstrations and round 1's 16 episodes.
     assert (collect.episodes, collect.seed_start, seen["round_index"]) == (16, 24 + 16, 2)
     assert sorted(collect.scenario_overrides) == sorted(collect.scenarios)  # the study's density etc. there
+
+
+@pytest.mark.parametrize(
+    "dagger, message",
+    [
+        (
+            {"extra_scenarios": ["highway"]},
+            r"DaggerSpec.extra_episodes: expected > 0 exactly when extra_scenarios are named, got 0",
+        ),
+        (
+            {"extra_episodes": 3},
+            r"DaggerSpec.extra_episodes: expected > 0 exactly when extra_scenarios are named, got 3",
+        ),
+        (
+            {"extra_scenarios": ["intersection"], "extra_episodes": 2},
+            r"DaggerSpec.extra_scenarios: expected names from the study's scenarios",
+        ),
+    ],
+)
+def test_bad_extra_rollouts_are_refused(dagger, message):
+    with pytest.raises(ValueError, match=message):
+        load_study_config("smoke", {"dagger": {"rounds": 1, **dagger}})
+
+
+def _complete_index(path, samples):
+    import json
+
+    path.mkdir(parents=True, exist_ok=True)
+    episodes = [{"outcome": "completed", "samples": samples}]
+    (path / "index.json").write_text(
+        json.dumps({"complete": True, "episodes": episodes, "num_samples": samples})
+    )
+
+
+def test_extra_rollouts_get_their_own_seeds_folder_and_count_in_the_round(tmp_path, monkeypatch):
+    import json
+
+    import training.dagger
+    from studies import tasks
+
+    calls = []
+
+    def fake_round(policy_dir, out_dir, collect, **kw):
+        calls.append((out_dir, collect))
+        samples = 10 if collect.scenarios == ["intersection"] else 7
+        return {"num_samples": samples, "episodes": [{"outcome": "collision"}] * collect.episodes}
+
+    monkeypatch.setattr(training.dagger, "collect_round", fake_round)
+    over = {"dagger": {"episodes": 4, "extra_scenarios": ["intersection"], "extra_episodes": 12}}
+    config = load_study_config("reference", over)
+    task = next(t for t in tasks.plan_tasks(config) if t.id == "dagger:1:2")
+    assert task.params == {"seed": 1, "round_index": 2, "extra": True}
+    tasks._dagger(tmp_path, config, 1, 2, StatusWriter(tmp_path, task.id, "dagger"))
+    (regular_dir, regular), (extra_dir, extra) = calls
+    assert regular.scenarios == ["highway", "merge", "roundabout", "intersection"]
+    assert (regular.episodes, regular.seed_start) == (4, 24 + 4)
+    # After the 24 demonstrations and both rounds' 4 regular seeds, round 2's 12 extra seeds.
+    assert (extra.scenarios, extra.episodes, extra.seed_start) == (["intersection"], 12, 24 + 2 * 4 + 12)
+    assert extra_dir == tasks.dagger_extra_dir(tmp_path, 1, 2) != regular_dir
+    record = json.loads((tasks.dagger_data_dir(tmp_path, 1, 2).parent / "r2.json").read_text())
+    assert (record["samples"], record["episodes"], record["outcomes"]["collision"]) == (17, 16, 16)
+    # The round is done only when both collections are; training reads both.
+    _complete_index(tasks.dagger_data_dir(tmp_path, 1, 2), 7)
+    assert not tasks.is_done(tmp_path, task)
+    _complete_index(extra_dir, 10)
+    assert tasks.is_done(tmp_path, task)
+    assert tasks.train_dirs(tmp_path, 1, 2, extra=True) == [
+        str(tmp_path / "data" / "train"),
+        str(tasks.dagger_data_dir(tmp_path, 1, 1)),
+        str(tasks.dagger_extra_dir(tmp_path, 1, 1)),
+        str(tasks.dagger_data_dir(tmp_path, 1, 2)),
+        str(extra_dir),
+    ]
+    plain = next(t for t in tasks.plan_tasks(load_study_config("reference")) if t.kind == "dagger")
+    assert "extra" not in plain.params  # studies without extras keep their task parameters
