@@ -293,7 +293,11 @@ def _collect(study: Path, config: StudyConfig, split: str, status: StatusWriter)
     )
 
 
-def _dagger(study: Path, config: StudyConfig, seed: int, round_index: int, status: StatusWriter) -> None:
+def _dagger(
+    study: Path, config: StudyConfig, seed: int, round_index: int, status: StatusWriter, extra: bool = False
+) -> None:
+    """Round `round_index`'s rollouts of training seed `seed` (`extra`: the task's marker that the round
+    has extra rollouts; `config.dagger` says which)."""
     from dataclasses import asdict
 
     from driving.collect import CollectConfig

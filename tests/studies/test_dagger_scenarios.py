@@ -2,6 +2,7 @@
 exactly those, with the round's usual seeds, and a name outside the study is refused."""
 
 import pytest
+import torch
 
 from studies.config import DaggerSpec, load_study_config
 from studies.progress import StatusWriter
@@ -102,7 +103,11 @@ def test_extra_rollouts_get_their_own_seeds_folder_and_count_in_the_round(tmp_pa
     config = load_study_config("reference", over)
     task = next(t for t in tasks.plan_tasks(config) if t.id == "dagger:1:2")
     assert task.params == {"seed": 1, "round_index": 2, "extra": True}
-    tasks._dagger(tmp_path, config, 1, 2, StatusWriter(tmp_path, task.id, "dagger"))
+    threads = torch.get_num_threads()
+    try:  # as a worker runs it: the task's params as arguments
+        tasks.run_task(tmp_path, config.to_dict(), task.id)
+    finally:
+        torch.set_num_threads(threads)  # run_task sets the worker's thread count
     (regular_dir, regular), (extra_dir, extra) = calls
     assert regular.scenarios == ["highway", "merge", "roundabout", "intersection"]
     assert (regular.episodes, regular.seed_start) == (4, 24 + 4)
