@@ -26,6 +26,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, Thr
 from dataclasses import dataclass
 from pathlib import Path
 
+from automot.config import build_config
 from automot.io import append_jsonl, make_dirs, read_jsonl, write_json_atomic
 from studies.config import StudyConfig, load_study_config
 from studies.tasks import Task, is_done, plan_tasks, run_path, run_task
@@ -147,17 +148,27 @@ def prepare_study(study: Path, config: StudyConfig, *, force: bool = False) -> N
         raise ValueError(
             f"{path}: expected the JSON config of this study, got unreadable content ({err})"
         ) from err
-    if stored == wanted:
-        return
-    diff = config_differences(stored, wanted)
+    full = _with_defaults(stored)
+    if stored == wanted or full == wanted:
+        return  # the same study (a study.json from before a field existed has the field's default)
+    diff = config_differences(full if full is not None else stored, wanted)
     if not force:
         raise ValueError(
             f"study {study}: expected the config it was started with to resume it; these fields differ: "
             f"{'; '.join(diff)}. Use another --out folder for another study, or --force to continue this folder "
             "with the new config (finished data tasks are kept, other outputs are moved to superseded/)"
         )
-    _supersede(study, kept_tasks_when_forced(stored, wanted))
+    _supersede(study, kept_tasks_when_forced(full if full is not None else stored, wanted))
     write_json_atomic(path, wanted)
+
+
+def _with_defaults(stored: dict) -> dict | None:
+    """A stored study config with every field it lacks at its default (fields added to `StudyConfig`
+    after the study started), or None when it is not a valid config of this version."""
+    try:
+        return json.loads(json.dumps(build_config(StudyConfig, stored).to_dict()))
+    except (ValueError, TypeError):
+        return None
 
 
 def _supersede(study: Path, kept: set[str]) -> Path:

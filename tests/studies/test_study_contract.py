@@ -115,3 +115,20 @@ def test_a_study_with_an_unknown_head_fails_before_any_task(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "heads[1].name" in err and "unknown planning head 'difusion'" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()  # nothing collected, nothing written
+
+
+def test_a_study_started_before_a_config_field_existed_resumes(tmp_path):
+    """A study.json without fields added since (here the DAgger and latent fine-tuning options) is the
+    same study when those fields are at their defaults; one of them changed is still a difference."""
+    config = load_study_config("smoke")
+    old = config.to_dict()
+    for name in ("scenarios", "extra_scenarios", "extra_episodes"):
+        del old["dagger"][name]
+    study = tmp_path / "s"
+    study.mkdir()
+    (study / "study.json").write_text(json.dumps(old))
+    prepare_study(study, config)
+    assert json.loads((study / "study.json").read_text()) == old  # left as it was
+    changed = load_study_config("smoke", {"dagger": {"scenarios": ["highway"]}})
+    with pytest.raises(ValueError, match=r"these fields differ: dagger.scenarios: None -> \['highway'\]"):
+        prepare_study(study, changed)
