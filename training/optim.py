@@ -40,13 +40,19 @@ class OptimConfig:
 
 
 def param_groups(
-    module: nn.Module, weight_decay: float, lr_scale: Callable[[str], float] | None = None, lr: float = 1.0
+    module: nn.Module,
+    weight_decay: float,
+    lr_scale: Callable[[str], float] | None = None,
+    lr: float | None = None,
 ) -> list[dict]:
     """Trainable parameters split into decayed (matrices) and not decayed (biases, norms, embeddings, scalars).
 
-    lr_scale: maps a parameter's name to its learning-rate multiplier (None: 1 for all); each distinct
-    multiplier gets its own pair of groups with `"lr": lr * multiplier`.
+    lr_scale: maps a parameter's name to its learning-rate multiplier (None: 1 for all, and the groups
+    carry no "lr" of their own); each distinct multiplier gets its own pair of groups with
+    `"lr": lr * multiplier` (`lr`, the base learning rate, is then required).
     """
+    if lr_scale is not None and lr is None:
+        raise ValueError("param_groups: expected the base lr with an lr_scale, got lr=None")
     groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
     for name, p in module.named_parameters():
         if not p.requires_grad:

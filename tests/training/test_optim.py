@@ -64,7 +64,9 @@ def test_lr_scale_splits_the_groups_and_scales_the_first_adamw_update():
         (2.0, 0.0): [net[1].bias],
     }
     with pytest.raises(ValueError, match=r"lr_scale\('0.weight'\): expected a multiplier > 0, got 0.0"):
-        param_groups(net, 0.1, lambda name: 0.0)
+        param_groups(net, 0.1, lambda name: 0.0, lr=1.0)
+    with pytest.raises(ValueError, match=r"param_groups: expected the base lr with an lr_scale, got lr=None"):
+        param_groups(net, 0.1, lambda name: 1.0)
     # Adam's first step moves every weight by lr * (sign-like term + decay), so the scaled layer moves
     # by exactly the multiplier times what it moves without it.
     x = torch.randn(5, 3)
