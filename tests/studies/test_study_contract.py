@@ -93,13 +93,21 @@ def test_a_resume_with_another_config_names_the_fields_and_force_keeps_the_data(
     study = tmp_path / "s"
     study.mkdir()
     _copy_study(smoke, study)
+    rollouts = study / "data" / "dagger" / "0" / "r1"  # as a study with DAgger rounds has them
+    rollouts.mkdir(parents=True)
+    (rollouts / "index.json").write_text('{"complete": true}')
     other = load_study_config("smoke", {"ae": {"steps": 40}, "heads": [{"name": "mlp"}]})
     with pytest.raises(ValueError, match=r"these fields differ: ae.steps: 30 -> 40; heads: .*--force") as err:
         prepare_study(study, other)
     assert "refiner.steps" not in str(err.value)
     before = {p: p.read_bytes() for p in (study / "data").rglob("*") if p.is_file()}
     prepare_study(study, other, force=True)
-    assert {p: p.read_bytes() for p in (study / "data").rglob("*") if p.is_file()} == before  # data kept
+    demos = {p: b for p, b in before.items() if "dagger" not in p.parts}
+    assert {p: p.read_bytes() for p in (study / "data").rglob("*") if p.is_file()} == demos  # data kept
+    # ... but not the old policies' rollouts: they moved with the policies (and were not deleted)
+    assert (study / "superseded/0/data/dagger/0/r1/index.json").exists() and not (
+        study / "data/dagger"
+    ).exists()
     assert (study / "ue" / "config.json").exists()  # the UE's own settings did not change: kept
     moved = study / "superseded" / "0"
     assert (moved / "seeds/0/policy_mlp/mot_config.json").exists() and not (study / "seeds").exists()
