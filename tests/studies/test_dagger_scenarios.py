@@ -7,6 +7,9 @@ import torch
 from studies.config import DaggerSpec, load_study_config
 from studies.progress import StatusWriter
 
+# The reference profile without its extra intersection rollouts: one collection per round.
+NO_EXTRA = {"extra_scenarios": [], "extra_episodes": 0}
+
 
 def test_scenarios_of_defaults_to_the_studys_scenarios():
     assert DaggerSpec().scenarios_of(["highway", "merge"]) == ["highway", "merge"]
@@ -44,7 +47,8 @@ def test_a_round_rolls_out_the_chosen_scenarios_on_its_own_seeds(scenarios, tmp_
         return {"num_samples": 0, "episodes": []}
 
     monkeypatch.setattr(training.dagger, "collect_round", fake_round)
-    config = load_study_config("reference", {"dagger": {"episodes": 16, "scenarios": scenarios}})
+    over = {"episodes": 16, "scenarios": scenarios, **NO_EXTRA}
+    config = load_study_config("reference", {"dagger": over})
     tasks._dagger(tmp_path, config, 0, 2, StatusWriter(tmp_path, "dagger:0:2", "dagger"))
     collect = seen["collect"]
     assert collect.scenarios == (scenarios or ["highway", "merge", "roundabout", "intersection"])
@@ -128,5 +132,6 @@ def test_extra_rollouts_get_their_own_seeds_folder_and_count_in_the_round(tmp_pa
         str(tasks.dagger_data_dir(tmp_path, 1, 2)),
         str(extra_dir),
     ]
-    plain = next(t for t in tasks.plan_tasks(load_study_config("reference")) if t.kind == "dagger")
+    plain_config = load_study_config("reference", {"dagger": NO_EXTRA})
+    plain = next(t for t in tasks.plan_tasks(plain_config) if t.kind == "dagger")
     assert "extra" not in plain.params  # studies without extras keep their task parameters

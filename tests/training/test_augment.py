@@ -100,6 +100,7 @@ def test_the_reference_profile_is_the_demo_pipeline_with_dagger_on_top():
     config = load_study_config("reference")
     assert config.augment == EGO_DROPOUT and len(config.training_seeds) >= 2
     assert config.dagger.rounds == 2 and config.dagger.noise.active
+    assert (config.dagger.extra_scenarios, config.dagger.extra_episodes) == (["intersection"], 12)
     tasks = {t.id: t for t in plan_tasks(config)}
     for seed in config.training_seeds:
         assert tasks[f"dagger:{seed}:2"].deps == (f"ae:{seed}:r1",)
