@@ -301,6 +301,29 @@ class StudyConfig:
 
         EgoAugmentConfig(**self.augment)  # validates the names and values
         check_positive("StudyConfig.bootstrap_samples", self.bootstrap_samples)
+        if self.latent is not None:
+            self._check_latent_study()
+
+    def _check_latent_study(self) -> None:
+        """A latent study (`studies.latent`) runs its own stages: refuse what only the head comparison
+        reads, instead of ignoring it. Its one head, the MLP head, is the fine-tuned AEs' head."""
+        if [h.name for h in self.heads] != ["mlp"]:
+            raise ValueError(
+                "StudyConfig.heads: a latent study trains the AE's MLP head only: expected one head "
+                f"named 'mlp', got {[h.name for h in self.heads]}"
+            )
+        unread = {
+            "dagger.rounds": (self.dagger.rounds, 0),
+            "validation.every_n_steps": (self.validation.every_n_steps, 0),
+            "augment": (self.augment, {}),
+            "refiner": (self.refiner, _default("refiner")),
+        }
+        for name, (got, default) in unread.items():
+            if got != default:
+                raise ValueError(
+                    f"StudyConfig.{name}: a latent study does not run this stage (its training is "
+                    f"`latent.*`): expected the default {default}, got {got}"
+                )
 
     def head(self, key: str) -> HeadSpec:
         for h in self.heads:
@@ -324,6 +347,12 @@ class StudyConfig:
 
 
 PROFILES: Registry[StudyConfig] = Registry("study profile")
+
+
+def _default(name: str) -> Any:
+    """The default value of the `StudyConfig` field `name`."""
+    f = StudyConfig.__dataclass_fields__[name]
+    return f.default_factory() if callable(f.default_factory) else f.default
 
 
 # Ego-input dropout and speed noise while the AE trains (`training.augment`): against the inertia problem
@@ -434,7 +463,7 @@ def _latent_smoke() -> StudyConfig:
             scenarios=["highway"], train_episodes=2, val_episodes=1, test_episodes=1, duration_s=8.0
         ),
         pretrain_ue_steps=0,
-        heads=[HeadSpec("mlp")],
+        heads=[HeadSpec("mlp", kwargs={"hidden_dim": 32})],  # not the default: the fine-tunings use it
         training_seeds=[0],
         sampling_seeds=[0],
         eval=EvalSpec(episodes=1),

@@ -67,6 +67,10 @@ def test_the_student_folder_has_no_ue_and_both_arms_saw_the_same_labels(latent_s
     for f in (0.5, 1.0):
         assert (finetuned_dir(study, 0, "pretrained", f) / "latent_head.json").exists()
         assert not (finetuned_dir(study, 0, "scratch", f) / "latent_head.json").exists()
+    # The study's MLP head config (not the preset's) is both arms' planning head.
+    for arm in ("pretrained", "scratch"):
+        saved = json.loads((finetuned_dir(study, 0, arm, 0.5) / "mot_config.json").read_text())
+        assert saved["config"]["head_kwargs"]["hidden_dim"] == 32
     entries = json.loads((study / "data" / "train" / "index.json").read_text())["episodes"]
     half = select_episodes(entries, 0.5, 0)
     assert len(half) == 1 and half == select_episodes(entries, 0.5, 0)
@@ -125,3 +129,26 @@ def test_lam_checkpoint_example_scores_the_last_checkpoint_like_the_study(latent
 def test_latent_spec_refuses_bad_fine_tuning_options(field, value, message):
     with pytest.raises(ValueError, match=message):
         load_study_config("latent_smoke", {"latent": {field: value}})
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            {"heads": [{"name": "mlp"}, {"name": "diffusion"}]},
+            r"StudyConfig.heads: a latent study trains the AE's MLP head only: expected one head named "
+            r"'mlp', got \['mlp', 'diffusion'\]",
+        ),
+        ({"dagger": {"rounds": 1}}, r"StudyConfig.dagger.rounds: a latent study does not run .* got 1"),
+        (
+            {"validation": {"every_n_steps": 10}},
+            r"StudyConfig.validation.every_n_steps: a latent study does not run .* got 10",
+        ),
+        ({"augment": {"state_dropout": 0.3}}, r"StudyConfig.augment: a latent study does not run"),
+        ({"refiner": {"steps": 5}}, r"StudyConfig.refiner: a latent study does not run"),
+    ],
+)
+def test_a_latent_study_refuses_what_only_the_head_study_reads(override, message):
+    load_study_config("latent_smoke")  # the profile itself passes
+    with pytest.raises(ValueError, match=message):
+        load_study_config("latent_smoke", override)
