@@ -14,6 +14,11 @@ Per-step fields (the `steps` list): `t` (s), `speed` (m/s), `plan_speed` / `expe
 mean speed over its first second: a plan that starts off from standstill is told from one that stays),
 `plan_lateral` / `expert_lateral` (m, the 1 s waypoint's lateral offset, left positive), `gap_1s` (m, the
 distance between the two 1 s waypoints), `l2` (m, mean distance between the two plans' waypoints).
+
+The copycat signature: `speed_change_sd` / `expert_speed_change_sd` are the standard deviations over the
+episode of each plan's speed change (its first-second speed minus the current speed). A policy that plans
+"about the speed I have" at every state has a small one where the expert, slowing for a yield and
+starting off again, has a large one.
 """
 
 from __future__ import annotations
@@ -83,6 +88,7 @@ class ExpertShadow:
         if not self.steps:
             return {"steps": []}
         speed_gap = [s["plan_speed"] - s["expert_speed"] for s in self.steps]
+        change = {who: [s[f"{who}_speed"] - s["speed"] for s in self.steps] for who in ("plan", "expert")}
         diverged, run_start = [], None
         for step in self.steps:
             if step["gap_1s"] <= DIVERGENCE_M:
@@ -98,18 +104,23 @@ class ExpertShadow:
                 float(np.mean([abs(s["plan_lateral"] - s["expert_lateral"]) for s in self.steps])), 3
             ),
             "first_divergence_s": diverged[0] if diverged else None,
+            "speed_change_sd": round(float(np.std(change["plan"])), 3),  # m/s, population sd
+            "expert_speed_change_sd": round(float(np.std(change["expert"])), 3),
             "steps": self.steps,
         }
 
 
 def _mean(rows: list[dict], key: str) -> float | None:
-    return round(float(np.mean([r[key] for r in rows])), 3) if rows else None
+    """The mean of `key` over the rows that have it (records written before a field existed lack it)."""
+    values = [r[key] for r in rows if key in r]
+    return round(float(np.mean(values)), 3) if values else None
 
 
 def shadow_table(records: list[dict]) -> dict[str, dict]:
     """Per scenario, over episode records (JSON) that carry `extra["shadow"]`: episodes, outcome counts,
-    the mean speed gap (policy - expert, m/s), mean |lateral gap| at 1 s (m), mean plan L2 (m), how many
-    episodes diverged and the median time of their first divergence (s)."""
+    the mean speed gap (policy - expert, m/s), mean |lateral gap| at 1 s (m), mean plan L2 (m), the mean
+    per-episode sd of the policy's and the expert's planned speed change (m/s), how many episodes
+    diverged and the median time of their first divergence (s)."""
     table: dict[str, dict] = {}
     for scenario in sorted({r["scenario"] for r in records}):
         rows = [r for r in records if r["scenario"] == scenario and "shadow" in r.get("extra", {})]
@@ -124,6 +135,8 @@ def shadow_table(records: list[dict]) -> dict[str, dict]:
             "speed_gap_mean": _mean(shadows, "speed_gap_mean"),
             "lateral_gap_mean": _mean(shadows, "lateral_gap_mean"),
             "plan_l2_mean": _mean(shadows, "plan_l2_mean"),
+            "speed_change_sd": _mean(shadows, "speed_change_sd"),
+            "expert_speed_change_sd": _mean(shadows, "expert_speed_change_sd"),
             "diverged": len(first),
             "first_divergence_s_median": round(float(np.median(first)), 2) if first else None,
         }

@@ -265,3 +265,8 @@ def _print_eval(result: dict) -> None:
                 f"{block['diverged']}/{block['episodes']}"
                 + ("" if first is None else f" (median at {first:.1f} s)")
             )
+            if block.get("speed_change_sd") is not None:
+                print(
+                    f"    shadow {name:<13} planned speed change sd {block['speed_change_sd']:.2f} m/s "
+                    f"(expert {block['expert_speed_change_sd']:.2f})"
+                )
