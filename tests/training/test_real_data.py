@@ -116,7 +116,7 @@ def test_the_trained_refiner_beats_the_plan_it_refines_on_held_out_data(refined,
     assert set(run["settings"]) == {f"steps{n}_k{k}" for n in (1, 2) for k in ("1", "2_selected", "2_oracle")}
 
 
-def test_eval_cli_open_and_closed_loop(trained, tiny_dataset, capsys):
+def test_eval_cli_open_and_closed_loop(trained, tiny_dataset, capsys, tmp_path):
     policy, _ = trained
     argv = ["eval", "--ckpt", str(policy), "--data", str(tiny_dataset), "--split", "val", "--json"]
     assert main([*argv, "--closed-loop", "--scenarios", "highway", "--episodes", "1"]) == 0
@@ -129,6 +129,16 @@ def test_eval_cli_open_and_closed_loop(trained, tiny_dataset, capsys):
     )
     assert result["open_loop"]["samples"] > 0 and result["closed_loop"]["episodes"] == 1
     assert 0.0 <= result["closed_loop"]["ds"] <= 100.0
+    # With the expert shadow: the records carry it and the printed table is their mean.
+    records = tmp_path / "shadow.jsonl"
+    closed = ["--closed-loop", "--scenarios", "highway", "--episodes", "1", "--shadow-expert"]
+    assert main([*argv[:-1], *closed, "--records", str(records)]) == 0
+    shadow = json.loads(records.read_text().splitlines()[0])["extra"]["shadow"]
+    printed = capsys.readouterr().out
+    assert (
+        f"planned speed change sd {shadow['speed_change_sd']:.2f} m/s "
+        f"(expert {shadow['expert_speed_change_sd']:.2f})" in printed
+    )
     with pytest.raises(ValueError, match="--ckpt: expected a policy folder"):
         from training.cli import run_eval
 
