@@ -385,11 +385,11 @@ def _full() -> StudyConfig:
 
 @PROFILES.register("reference")
 def _reference() -> StudyConfig:
-    """The headline study (docs/reference-study.md): about 2 hours on 2 cores (measured on a shared
-    machine). Twice the demo's demonstrations, 1.5x its AE steps, ego dropout, two DAgger rounds with
-    DART noise on the rollouts (4 per scenario and round, 12 more at the intersection, where the
-    behaviour-cloned policies fail most), 2 training x 2 sampling seeds, 5 test episodes per scenario
-    (20 per run)."""
+    """The headline study (docs/reference-study.md): 71 min on 2 cores (measured 2026-12-01).
+    Twice the demo's demonstrations, 1.5x its AE steps, ego dropout, two DAgger rounds with DART
+    noise on the rollouts (4 per scenario and round, 12 more at the intersection, where the
+    behaviour-cloned policies fail most), 2 training x 2 sampling seeds, 5 test episodes per
+    scenario (20 per run)."""
     return StudyConfig(
         data=DataSpec(train_episodes=24, val_episodes=3, test_episodes=5),
         ae=TrainSpec(steps=1200, lr=2e-3),
