@@ -312,7 +312,7 @@ def _finetune(study: Path, config: StudyConfig, seed: int, arm: str, fraction: f
         backbone = BackboneSpec(preset=config.preset, ue_checkpoint=ue, seed=seed)
     stage = LatentFinetuneStage(
         backbone=backbone,
-        head_kwargs=config.head("mlp").kwargs or None,  # both arms' planning head, as in the head study
+        head_kwargs=config.heads[0].kwargs or None,  # the study's one (MLP) head: both arms' planning head
         lam=str(lam_dir(study)) if arm == "pretrained" else None,
         latent_weight=lat.finetune_latent_weight if arm == "pretrained" else 0.0,
         pretrained_lr_scale=lat.finetune_pretrained_lr_scale if arm == "pretrained" else 1.0,
