@@ -66,8 +66,15 @@ class PlanningHead(nn.Module, ABC):
 
     @abstractmethod
     def loss(
-        self, ctx: ActionContext, target: PlanTarget, *, generator: torch.Generator | None = None
-    ) -> dict[str, torch.Tensor]: ...
+        self,
+        ctx: ActionContext,
+        target: PlanTarget,
+        *,
+        generator: torch.Generator | None = None,
+        sample_weight: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """{"loss": scalar, ...parts} of the head's plan against `target`; `sample_weight` (B,) weights
+        each sample's share of the batch mean (None: all 1; e.g. `training.keyframe`)."""
 
     def candidates(
         self, ctx: ActionContext, num_samples: int, *, generator: torch.Generator | None = None

@@ -160,7 +160,12 @@ class DiffusionHead(PlanningHead):
         )
 
     def loss(
-        self, ctx: ActionContext, target: PlanTarget, *, generator: torch.Generator | None = None
+        self,
+        ctx: ActionContext,
+        target: PlanTarget,
+        *,
+        generator: torch.Generator | None = None,
+        sample_weight: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         target.validate(
             num_waypoints=self.dims.num_waypoints, num_route=self.dims.num_route, batch_size=ctx.batch_size
@@ -175,7 +180,7 @@ class DiffusionHead(PlanningHead):
             target_route=target.route,
         )
         weights, pc = self.prior.waypoint_weights, self.prior.config
-        w = train.regression_weight
+        w = train.regression_weight if sample_weight is None else train.regression_weight * sample_weight
         parts = [
             plan_l1_loss(Plan(wp, route), target, weights, pc.waypoint_loss_weight, pc.route_loss_weight, w)
             for wp, route in train.estimates
@@ -187,9 +192,9 @@ class DiffusionHead(PlanningHead):
             out.update(score_parts)
             out["loss"] = out["loss"] + self.config.score_loss_weight * sum(score_parts.values())
         if self.config.prior_loss_weight > 0:
-            prior_loss = plan_l1_loss(prior, target, weights, pc.waypoint_loss_weight, pc.route_loss_weight)[
-                "loss"
-            ]
+            prior_loss = plan_l1_loss(
+                prior, target, weights, pc.waypoint_loss_weight, pc.route_loss_weight, sample_weight
+            )["loss"]
             out["prior_loss"] = prior_loss
             out["loss"] = out["loss"] + self.config.prior_loss_weight * prior_loss
         return out

@@ -102,11 +102,18 @@ class MLPHead(PlanningHead):
         return Plan(waypoints=waypoints, route=route)
 
     def loss(
-        self, ctx: ActionContext, target: PlanTarget, *, generator: torch.Generator | None = None
+        self,
+        ctx: ActionContext,
+        target: PlanTarget,
+        *,
+        generator: torch.Generator | None = None,
+        sample_weight: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         c = self.config
         target.validate(
             num_waypoints=self.dims.num_waypoints, num_route=self.dims.num_route, batch_size=ctx.batch_size
         )
         plan = self(ctx)
-        return plan_l1_loss(plan, target, self.waypoint_weights, c.waypoint_loss_weight, c.route_loss_weight)
+        return plan_l1_loss(
+            plan, target, self.waypoint_weights, c.waypoint_loss_weight, c.route_loss_weight, sample_weight
+        )

@@ -139,5 +139,14 @@ class StudentHead(PlanningHead):
         """ctx -> Plan(waypoints (B, 6, 2), route (B, 20, 2)); deterministic (the generator is unused)."""
         return self.plan_from(ctx, self.decode(ctx))
 
-    def loss(self, ctx: ActionContext, target: PlanTarget) -> dict[str, torch.Tensor]:
-        return self.plan_head.loss(self.inner_context(ctx, self.decode(ctx)), target)
+    def loss(
+        self,
+        ctx: ActionContext,
+        target: PlanTarget,
+        *,
+        generator: torch.Generator | None = None,
+        sample_weight: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        return self.plan_head.loss(
+            self.inner_context(ctx, self.decode(ctx)), target, sample_weight=sample_weight
+        )

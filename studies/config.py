@@ -272,6 +272,9 @@ class StudyConfig:
     dagger: DaggerSpec = field(default_factory=DaggerSpec)
     validation: ValidationSpec = field(default_factory=ValidationSpec)
     augment: dict[str, float] = field(default_factory=dict)  # training.augment.EgoAugmentConfig fields
+    keyframe_weight: float = (
+        0.0  # the AE's trajectory loss per sample x (1 + this x |speed change|), training.keyframe
+    )
     latent: LatentSpec | None = None  # set: the latent-action study instead of the head comparison
 
     def __post_init__(self) -> None:
@@ -301,6 +304,7 @@ class StudyConfig:
 
         EgoAugmentConfig(**self.augment)  # validates the names and values
         check_positive("StudyConfig.bootstrap_samples", self.bootstrap_samples)
+        check_positive("StudyConfig.keyframe_weight", self.keyframe_weight, allow_zero=True)
         if self.latent is not None:
             self._check_latent_study()
 
@@ -316,6 +320,7 @@ class StudyConfig:
             "dagger.rounds": (self.dagger.rounds, 0),
             "validation.every_n_steps": (self.validation.every_n_steps, 0),
             "augment": (self.augment, {}),
+            "keyframe_weight": (self.keyframe_weight, 0.0),
             "refiner": (self.refiner, _default("refiner")),
         }
         for name, (got, default) in unread.items():

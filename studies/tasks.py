@@ -485,6 +485,7 @@ def _ae(study: Path, config: StudyConfig, seed: int, round_index: int, status: S
         optim=OptimConfig(lr=lr, warmup_steps=warmup),
         export_dir=str(export),
         augment=dict(config.augment) or None,
+        keyframe_weight=config.keyframe_weight,
     )
     name = f"ae_{seed}" if round_index == 0 else f"ae_{seed}_r{round_index}"
     ckpt = study / "work" / name

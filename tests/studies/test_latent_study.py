@@ -146,6 +146,7 @@ def test_latent_spec_refuses_bad_fine_tuning_options(field, value, message):
         ),
         ({"augment": {"state_dropout": 0.3}}, r"StudyConfig.augment: a latent study does not run"),
         ({"refiner": {"steps": 5}}, r"StudyConfig.refiner: a latent study does not run"),
+        ({"keyframe_weight": 2.0}, r"StudyConfig.keyframe_weight: a latent study does not run .* got 2.0"),
     ],
 )
 def test_a_latent_study_refuses_what_only_the_head_study_reads(override, message):

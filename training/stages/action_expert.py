@@ -5,7 +5,9 @@ jointly on the token-wise decision NLL (eq. 1) and the trajectory L1 (eq. 2).
 
 `head` names any registered planning head (the MLP head by default; the paper trains the AE with it).
 `augment` perturbs the ego inputs of training batches (`training.augment`, off by default); its noise
-depends only on (backbone seed, step), so a resumed run draws the same.
+depends only on (backbone seed, step), so a resumed run draws the same. `keyframe_weight` > 0 weights
+each sample's trajectory loss by how much the expert's plan changes speed (`training.keyframe`; the
+head's `loss` must take `sample_weight`, as the built-in heads do).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from typing import Any
 
 import torch
 
-from training.augment import EgoAugmentConfig, augment_ego
+from training.augment import SPEED, EgoAugmentConfig, augment_ego
+from training.keyframe import keyframe_weights
 from training.optim import OptimConfig
 from training.policy import BackboneSpec, with_head
 from training.stages.base import PolicyStage
@@ -34,6 +37,7 @@ class ActionExpertStage(PolicyStage):
         sampling_seed: int = 0,
         export_dir: str | None = None,
         augment: EgoAugmentConfig | None = None,
+        keyframe_weight: float = 0.0,
     ) -> None:
         spec = backbone if backbone is not None else BackboneSpec()
         bb = spec.build()
@@ -54,13 +58,24 @@ class ActionExpertStage(PolicyStage):
             augment = EgoAugmentConfig(**augment)
         self.augment = augment if augment is not None else EgoAugmentConfig()
         self.augment_seed = spec.seed
+        if not isinstance(keyframe_weight, (int, float)) or keyframe_weight < 0:
+            raise ValueError(
+                f"ActionExpertStage.keyframe_weight: expected a number >= 0, got {keyframe_weight!r}"
+            )
+        self.keyframe_weight = float(keyframe_weight)
 
     def losses(self, batch) -> dict:
+        weighting = {}
+        if self.keyframe_weight > 0:  # from the unperturbed speed, before the augmentation
+            speed = batch.sensors.ego_state[:, SPEED]
+            weighting["sample_weight"] = keyframe_weights(speed, batch.waypoints, self.keyframe_weight)
         if self.augment.active:
             g = torch.Generator().manual_seed(self.augment_seed * 1_000_003 + int(self.global_step))
             batch = dataclasses.replace(batch, sensors=augment_ego(batch.sensors, self.augment, g))
         out = self.forward_ae(batch, with_plan=False)
         dec = self.decision_loss(out, batch)
-        traj = self.ae.head.loss(out.context, self.plan_target(batch), generator=self.step_generator())
+        traj = self.ae.head.loss(
+            out.context, self.plan_target(batch), generator=self.step_generator(), **weighting
+        )
         loss = self.decision_weight * dec["loss"] + self.trajectory_weight * traj["loss"]
         return {"loss": loss, "decision_nll": dec["loss"], **{k: v for k, v in traj.items() if k != "loss"}}
