@@ -15,9 +15,10 @@ from automot.cli import positive_int
 
 
 def _add_study_arguments(parser: argparse.ArgumentParser, default_out: str) -> None:
-    parser.add_argument(
-        "--profile", default="demo", help="starting point: demo (default), full, smoke, latent, latent_smoke"
-    )
+    from studies.config import PROFILES
+
+    others = ", ".join(n for n in PROFILES.names() if n != "demo")
+    parser.add_argument("--profile", default="demo", help=f"starting point: demo (default), {others}")
     parser.add_argument(
         "--config", default=None, help="YAML/JSON file of study fields (overrides the profile)"
     )

@@ -282,9 +282,11 @@ class StudyConfig:
         keys = [h.key for h in self.heads]
         if not keys or len(set(keys)) != len(keys):
             raise ValueError(f"StudyConfig.heads: expected distinct head labels, got {keys}")
-        if "mlp" not in [h.name for h in self.heads]:
+        if not any(h.name == "mlp" and h.key == "mlp" for h in self.heads):
             raise ValueError(
-                "StudyConfig.heads: expected an 'mlp' head (the AE stage trains it; refiners wrap it)"
+                "StudyConfig.heads: expected a head named 'mlp' under its own name (the AE stage trains "
+                "it and refiners wrap it as 'mlp'), got "
+                f"{[(h.name, h.key) for h in self.heads]} as (name, label) pairs"
             )
         for name in ("training_seeds", "sampling_seeds"):
             seeds = list(getattr(self, name))

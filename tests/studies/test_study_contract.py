@@ -125,6 +125,18 @@ def test_a_study_with_an_unknown_head_fails_before_any_task(tmp_path, capsys):
     assert not (tmp_path / "out").exists()  # nothing collected, nothing written
 
 
+@pytest.mark.parametrize(
+    "heads",
+    [
+        [{"name": "mlp", "label": "mlp_big"}, {"name": "diffusion"}],  # the AE stage trains it as 'mlp'
+        [{"name": "diffusion", "label": "mlp"}, {"name": "mlp", "label": "m"}],
+    ],
+)
+def test_a_study_needs_the_mlp_head_under_its_own_name(heads):
+    with pytest.raises(ValueError, match=r"StudyConfig.heads: expected a head named 'mlp' under its own name"):
+        load_study_config("smoke", {"heads": heads})
+
+
 def test_a_study_started_before_a_config_field_existed_resumes(tmp_path):
     """A study.json without fields added since (here the DAgger and latent fine-tuning options) is the
     same study when those fields are at their defaults; one of them changed is still a difference."""
