@@ -133,7 +133,9 @@ def test_a_study_with_an_unknown_head_fails_before_any_task(tmp_path, capsys):
     ],
 )
 def test_a_study_needs_the_mlp_head_under_its_own_name(heads):
-    with pytest.raises(ValueError, match=r"StudyConfig.heads: expected a head named 'mlp' under its own name"):
+    with pytest.raises(
+        ValueError, match=r"StudyConfig.heads: expected a head named 'mlp' under its own name"
+    ):
         load_study_config("smoke", {"heads": heads})
 
 
