@@ -35,11 +35,12 @@ POLICIES = {
 }
 
 
-def build_policy(name: str):
-    """A built-in policy by name ("expert" or "constant_velocity")."""
+def build_policy(name: str, *args):
+    """A built-in policy by name ("expert" or "constant_velocity"); `args` go to its constructor (the
+    expert's `ExpertConfig`)."""
     import importlib
 
     if name not in POLICIES:
         raise ValueError(f"policy: expected one of {sorted(POLICIES)}, got {name!r}")
     module, cls = POLICIES[name].split(":")
-    return getattr(importlib.import_module(module), cls)()
+    return getattr(importlib.import_module(module), cls)(*args)

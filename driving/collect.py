@@ -31,11 +31,13 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from automot import spec
 from automot.checks import check_choice
+from automot.config import build_config
 from automot.io import make_dirs, write_json_atomic
 from driving.collect_folder import INDEX_NAME, SHARD_DIR, prepare_out
 from driving.config import LabelConfig, SensorConfig, SimConfig
@@ -57,6 +59,9 @@ class CollectConfig:
     sim: SimConfig = field(default_factory=SimConfig)
     sensors: SensorConfig = field(default_factory=SensorConfig)
     labels: LabelConfig = field(default_factory=LabelConfig)
+    expert: dict[str, Any] = field(
+        default_factory=dict
+    )  # driving.expert.ExpertConfig fields: the driver and labeller
 
     def __post_init__(self) -> None:
         if isinstance(self.sim, dict):
@@ -89,9 +94,20 @@ class CollectConfig:
         if not self.async_offsets or min(self.async_offsets) < 1:
             raise ValueError(f"CollectConfig.async_offsets: expected positive ints, got {self.async_offsets}")
         split_seeds(self.split, self.episodes, self.seed_start)  # validates the range
+        self.expert = dict(self.expert)
+        self.expert_config()  # validates the names and values
+
+    def expert_config(self):
+        """The `driving.expert.ExpertConfig` of the expert that drives and labels."""
+        from driving.expert import ExpertConfig
+
+        return build_config(ExpertConfig, self.expert)
 
     def to_json(self) -> dict:
-        return json.loads(json.dumps(asdict(self)))
+        out = json.loads(json.dumps(asdict(self)))
+        if not out["expert"]:  # the default expert: folders collected before the field existed still match
+            del out["expert"]
+        return out
 
     def episodes_plan(self) -> list[tuple[str, int]]:
         seeds = split_seeds(self.split, self.episodes, self.seed_start)
@@ -254,7 +270,7 @@ def _worker_episode(job: tuple[str, int, str]) -> dict:
         scenario_obj = build_scenario(scenario, **config.scenario_overrides.get(scenario, {}))
         worlds[scenario] = (
             World(scenario_obj, sim=config.sim, sensors=config.sensors),
-            ExpertPolicy(),
+            ExpertPolicy(config.expert_config()),
             Tracker(config.sim),
         )
     world, expert, tracker = worlds[scenario]

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from automot import spec
-from automot.checks import check_positive
+from automot.checks import check_choice, check_positive
 from automot.types import EpisodeInfo, Observation, PolicyOutput
 from driving.geometry import arc_length, interpolate_polyline, world_to_display
 from driving.idm import IDMParams, LaneGap, idm_accel, lane_change_safe
-from driving.prediction import corridor_hits, forecast
+from driving.prediction import ROUTES, corridor_hits, forecast
 from driving.sensors.lanes import lane_coordinates
 
 
@@ -42,6 +42,9 @@ class ExpertConfig:
     conflict_margin_s: float = 0.6
     stop_margin_m: float = 2.0
     perception_m: float = 150.0
+    # Which way the other vehicles go (`driving.prediction`): "known", their planned routes (privileged);
+    # "any", every way they could go, as a driver who sees only positions and speeds must assume.
+    other_routes: str = "known"
 
     def __post_init__(self) -> None:
         if isinstance(self.idm, dict):
@@ -55,6 +58,7 @@ class ExpertConfig:
             "perception_m",
         ):
             check_positive(f"ExpertConfig.{name}", getattr(self, name))
+        check_choice("ExpertConfig.other_routes", self.other_routes, ROUTES)
 
 
 @dataclass
@@ -108,7 +112,7 @@ class ExpertPolicy:
             and np.linalg.norm(o.position - ego.position) < c.perception_m
         ]
         times = np.arange(0.0, c.horizon_s + 1e-9, c.forecast_dt)
-        fc = forecast(network, others, times)
+        fc = forecast(network, others, times, routes=c.other_routes)
         hits = corridor_hits(fc, path, arc_length(path)[-1], ego.WIDTH, c.corridor_margin_m)
         if dead_end is not None:
             # A lane that ends is a speed limit falling to zero there, not a stopped leader: IDM would brake for

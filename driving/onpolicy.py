@@ -109,7 +109,9 @@ class OnPolicyConfig:
         return self.beta < 1.0
 
     def to_json(self) -> dict:
-        return json.loads(json.dumps(asdict(self)))
+        out = json.loads(json.dumps(asdict(self)))
+        out["collect"] = self.collect.to_json()  # without a default expert, as `CollectConfig.to_json`
+        return out
 
 
 # --------------------------------------------------------------------------------------------- one episode
@@ -306,7 +308,7 @@ def _worker_episode(job: tuple[str, int, str]) -> str:
         world = World(build_scenario(scenario, **c.scenario_overrides.get(scenario, {})), c.sim, c.sensors)
         if config.needs_learner and "learner" not in _WORKER:
             _WORKER["learner"] = _WORKER["factory"]()
-        actors[scenario] = (world, ExpertPolicy(), Tracker(c.sim), Tracker(c.sim))
+        actors[scenario] = (world, ExpertPolicy(c.expert_config()), Tracker(c.sim), Tracker(c.sim))
     world, expert, expert_tracker, learner_tracker = actors[scenario]
     learner = _WORKER.get("learner") if config.needs_learner else None
     trace = run_labelled_episode(world, expert, expert_tracker, config, seed, learner, learner_tracker)

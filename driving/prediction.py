@@ -4,6 +4,12 @@ Forecast: highway-env's IDM vehicles follow lanes, so each one is advanced along
 and route (the lanes it will actually take) at its current speed, its lateral offset decaying over
 `lateral_settle_s` (a lane change in progress). Static objects stay. Output in the display frame.
 
+`routes="known"` reads each vehicle's planned route: privileged, since nothing a camera sees tells
+which way a car at a junction will turn (highway-env's vehicles do not signal). `routes="any"` makes
+one forecast per way the vehicle could go instead (a branch at every lane end with several
+successors within the horizon): the forecast a driver who sees only positions and speeds must
+assume, so an expert that yields to every branch labels what its observations support.
+
 Corridor: the ego's path swept by the ego's width; an object is in it when its footprint's half-extent
 across the path plus the ego's half-width exceed its lateral distance to the path.
 
@@ -29,40 +35,95 @@ class Forecast:
     objects: list  # the highway-env objects, in order
 
 
-def forecast(network, objects: list, times: np.ndarray, lateral_settle_s: float = 1.5) -> Forecast:
-    n, t = len(objects), len(times)
-    positions = np.zeros((n, t, 2))
-    headings = np.zeros((n, t))
-    for i, obj in enumerate(objects):
+ROUTES = ("known", "any")
+
+
+def forecast(
+    network, objects: list, times: np.ndarray, lateral_settle_s: float = 1.5, routes: str = "known"
+) -> Forecast:
+    """Forecast rows (N', T): one per object with `routes="known"`, one per (object, branch) with
+    `routes="any"` (`objects` then repeats an object once per branch)."""
+    if routes not in ROUTES:
+        raise ValueError(f"forecast routes: expected one of {list(ROUTES)}, got {routes!r}")
+    t = len(times)
+    rows: list[tuple[object, np.ndarray, np.ndarray]] = []
+    for obj in objects:
         lane_index = getattr(obj, "target_lane_index", None)
         if lane_index is None or obj.speed <= 0.0 or not hasattr(obj, "route"):
-            positions[i] = world_to_display(obj.position)
-            headings[i] = heading_to_display(obj.heading)
+            rows.append(
+                (
+                    obj,
+                    np.repeat(world_to_display(obj.position)[None], t, 0),
+                    np.full(t, heading_to_display(obj.heading)),
+                )
+            )
             continue
-        route = list(obj.route) if obj.route else None
         lane = network.get_lane(lane_index)
         s0, r0 = lane.local_coordinates(obj.position)
-        offset = 0.0  # arc length consumed by lanes already left behind
-        for k, tk in enumerate(times):
-            s = s0 + obj.speed * tk - offset
-            while s > lane.length:
-                nxt = network.next_lane(lane_index, route=route, position=lane.position(lane.length, 0.0))
-                if nxt == lane_index:
-                    break
-                offset += lane.length
-                s -= lane.length
-                lane_index, lane = nxt, network.get_lane(nxt)
-            r = r0 * max(0.0, 1.0 - tk / lateral_settle_s)
-            positions[i, k] = world_to_display(lane.position(s, r))
-            headings[i, k] = heading_to_display(lane.heading_at(min(max(s, 0.0), lane.length)))
+        reach = s0 + obj.speed * float(times[-1])
+        if routes == "known":
+            chains = [_known_chain(network, lane_index, list(obj.route) if obj.route else None, reach)]
+        else:
+            chains = _branches(network, lane_index, reach)
+        for chain in chains:
+            rows.append((obj, *_along(network, chain, s0, r0, obj.speed, times, lateral_settle_s)))
+    n = len(rows)
     return Forecast(
-        positions=positions,
-        headings=headings,
-        lengths=np.array([o.LENGTH for o in objects], dtype=np.float64),
-        widths=np.array([o.WIDTH for o in objects], dtype=np.float64),
-        speeds=np.array([max(o.speed, 0.0) for o in objects], dtype=np.float64),
-        objects=list(objects),
+        positions=np.array([r[1] for r in rows], dtype=np.float64).reshape(n, t, 2),
+        headings=np.array([r[2] for r in rows], dtype=np.float64).reshape(n, t),
+        lengths=np.array([o.LENGTH for o, _, _ in rows], dtype=np.float64),
+        widths=np.array([o.WIDTH for o, _, _ in rows], dtype=np.float64),
+        speeds=np.array([max(o.speed, 0.0) for o, _, _ in rows], dtype=np.float64),
+        objects=[o for o, _, _ in rows],
     )
+
+
+def _known_chain(network, lane_index, route, reach: float) -> list:
+    """The lanes a vehicle takes along its planned `route` until it has covered `reach` metres."""
+    chain, lane = [lane_index], network.get_lane(lane_index)
+    while reach > lane.length:
+        nxt = network.next_lane(lane_index, route=route, position=lane.position(lane.length, 0.0))
+        if nxt == lane_index:
+            break
+        reach -= lane.length
+        lane_index, lane = nxt, network.get_lane(nxt)
+        chain.append(lane_index)
+    return chain
+
+
+def _branches(network, lane_index, reach: float) -> list[list]:
+    """Every lane sequence from `lane_index` that a vehicle could take within `reach` metres: at a lane
+    end, one branch per next road (highway-env's lane choice on it), none back where it came from."""
+    lane = network.get_lane(lane_index)
+    if reach <= lane.length:
+        return [[lane_index]]
+    _from, _to, _ = lane_index
+    end = lane.position(lane.length, 0.0)
+    nexts = [n for n in network.graph.get(_to, {}) if n != _from]
+    out = []
+    for next_to in nexts:
+        nxt = network.next_lane(lane_index, route=[(_to, next_to, None)], position=end)
+        if nxt == lane_index:
+            continue
+        out += [[lane_index, *rest] for rest in _branches(network, nxt, reach - lane.length)]
+    return out or [[lane_index]]
+
+
+def _along(network, chain: list, s0: float, r0: float, speed: float, times: np.ndarray, settle: float):
+    """Positions (T, 2) and headings (T,) of an object advancing at `speed` along the lane `chain`."""
+    positions, headings = np.zeros((len(times), 2)), np.zeros(len(times))
+    j, lane, offset = 0, network.get_lane(chain[0]), 0.0  # offset: arc length of lanes left behind
+    for k, tk in enumerate(times):
+        s = s0 + speed * tk - offset
+        while s > lane.length and j + 1 < len(chain):
+            offset += lane.length
+            s -= lane.length
+            j += 1
+            lane = network.get_lane(chain[j])
+        r = r0 * max(0.0, 1.0 - tk / settle)
+        positions[k] = world_to_display(lane.position(s, r))
+        headings[k] = heading_to_display(lane.heading_at(min(max(s, 0.0), lane.length)))
+    return positions, headings
 
 
 @dataclass

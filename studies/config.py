@@ -272,9 +272,11 @@ class StudyConfig:
     dagger: DaggerSpec = field(default_factory=DaggerSpec)
     validation: ValidationSpec = field(default_factory=ValidationSpec)
     augment: dict[str, float] = field(default_factory=dict)  # training.augment.EgoAugmentConfig fields
-    keyframe_weight: float = (
-        0.0  # the AE's trajectory loss per sample x (1 + this x |speed change|), training.keyframe
-    )
+    # The AE's trajectory loss per sample x (1 + keyframe_weight x |the label's speed change|), training.keyframe
+    keyframe_weight: float = 0.0
+    # driving.expert.ExpertConfig fields of the expert that drives the demonstrations, labels every
+    # state (DAgger too) and runs as the `expert` baseline; e.g. {"other_routes": "any"}
+    expert: dict[str, Any] = field(default_factory=dict)
     latent: LatentSpec | None = None  # set: the latent-action study instead of the head comparison
 
     def __post_init__(self) -> None:
@@ -305,6 +307,7 @@ class StudyConfig:
         from training.augment import EgoAugmentConfig
 
         EgoAugmentConfig(**self.augment)  # validates the names and values
+        self.expert_config()  # validates the names and values
         check_positive("StudyConfig.bootstrap_samples", self.bootstrap_samples)
         check_positive("StudyConfig.keyframe_weight", self.keyframe_weight, allow_zero=True)
         if self.latent is not None:
@@ -323,6 +326,7 @@ class StudyConfig:
             "validation.every_n_steps": (self.validation.every_n_steps, 0),
             "augment": (self.augment, {}),
             "keyframe_weight": (self.keyframe_weight, 0.0),
+            "expert": (self.expert, {}),
             "refiner": (self.refiner, _default("refiner")),
         }
         for name, (got, default) in unread.items():
@@ -331,6 +335,12 @@ class StudyConfig:
                     f"StudyConfig.{name}: a latent study does not run this stage (its training is "
                     f"`latent.*`): expected the default {default}, got {got}"
                 )
+
+    def expert_config(self):
+        """The study's `driving.expert.ExpertConfig`."""
+        from driving.expert import ExpertConfig
+
+        return build_config(ExpertConfig, self.expert)
 
     def head(self, key: str) -> HeadSpec:
         for h in self.heads:

@@ -68,10 +68,10 @@ def worst_episodes(study: Path, runs: list[dict]) -> dict[tuple[str, str], dict]
 class _Recorder:
     """Wraps a policy: remembers each step's plan (ego frame) and the expert's plan at the same state."""
 
-    def __init__(self, policy) -> None:
+    def __init__(self, policy, expert_config=None) -> None:
         from driving.expert import ExpertPolicy
 
-        self.policy, self.expert = policy, ExpertPolicy()
+        self.policy, self.expert = policy, ExpertPolicy(expert_config)
         self.name = getattr(policy, "name", type(policy).__name__)
         self.plans: list[tuple[np.ndarray, np.ndarray]] = []
 
@@ -97,7 +97,7 @@ def draw_worst_episode(study: Path, config, head: str, scenario: str, worst: dic
     if worst["kind"] == "baseline":
         from driving.baselines import build_policy
 
-        policy = build_policy(head)
+        policy = build_policy(head, config.expert_config()) if head == "expert" else build_policy(head)
     else:
         from mot.runtime import FastSlowPlanner
         from training.policy import load_pretrained
@@ -108,7 +108,7 @@ def draw_worst_episode(study: Path, config, head: str, scenario: str, worst: dic
         )
     from driving.scenarios import build_scenario
 
-    recorder = _Recorder(policy)
+    recorder = _Recorder(policy, config.expert_config())
     world = World(
         build_scenario(scenario, **_scenario_overrides(config).get(scenario, {})), sensors=_sensors(config)
     )

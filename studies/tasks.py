@@ -273,6 +273,7 @@ def _collect(study: Path, config: StudyConfig, split: str, status: StatusWriter)
         split=split,
         scenario_overrides=_scenario_overrides(config),
         sensors=_sensors(config),
+        expert=dict(config.expert),
     )
     total = len(collect_config.episodes_plan())
     status.update("collecting", 0, total, "episode", force=True)
@@ -315,6 +316,7 @@ def _dagger(
             seed_start=seed_start,
             scenario_overrides={k: v for k, v in overrides.items() if k in scenarios},
             sensors=_sensors(config),
+            expert=dict(config.expert),
         )
         return collect_round(
             round_policy_dir(study, config, seed, round_index - 1),
@@ -623,7 +625,8 @@ def _baseline(study: Path, config: StudyConfig, name: str, run_id: str, status: 
     }
     if name == "constant_velocity" and config.eval.open_loop:
         record["open_loop"] = constant_velocity_open_loop(str(data_dir(study, "test")))
-    record["closed_loop"] = _closed_loop(study, config, build_policy(name), run_id, status)
+    policy = build_policy(name, config.expert_config()) if name == "expert" else build_policy(name)
+    record["closed_loop"] = _closed_loop(study, config, policy, run_id, status)
     record["wall_s"] = round(time.perf_counter() - start, 2)
     record["cpu_s"] = round(time.process_time() - cpu, 2)
     write_json_atomic(run_path(study, run_id), record)

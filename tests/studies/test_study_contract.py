@@ -154,3 +154,34 @@ def test_a_study_started_before_a_config_field_existed_resumes(tmp_path):
     changed = load_study_config("smoke", {"dagger": {"scenarios": ["highway"]}})
     with pytest.raises(ValueError, match=r"these fields differ: dagger.scenarios: None -> \['highway'\]"):
         prepare_study(study, changed)
+
+
+def test_the_study_expert_drives_labels_and_scores(tmp_path, monkeypatch):
+    """`StudyConfig.expert` reaches the demonstrations, the DAgger relabelling and the expert baseline;
+    a latent study, which collects on its own, refuses it."""
+    import importlib
+
+    from studies import tasks
+
+    with pytest.raises(ValueError, match="other_routes"):
+        load_study_config("smoke", {"expert": {"other_routes": "all"}})
+    with pytest.raises(ValueError, match=r"StudyConfig.expert: a latent study does not run"):
+        load_study_config("latent_smoke", {"expert": {"other_routes": "any"}})
+    config = load_study_config("smoke", {"expert": {"other_routes": "any"}, "dagger": {"rounds": 1}})
+    seen = {}
+    collect_module = importlib.import_module("driving.collect")  # `driving.collect` is also a function
+    monkeypatch.setattr(collect_module, "collect", lambda c, *a, **k: seen.update(collect=c))
+    monkeypatch.setattr(
+        "training.dagger.collect_round",
+        lambda policy, out, c, **k: seen.update(dagger=c) or {"episodes": [], "num_samples": 0},
+    )
+    monkeypatch.setattr(
+        tasks, "_closed_loop", lambda s, c, policy, *a, **k: seen.update(baseline=policy) or {}
+    )
+    status = tasks.StatusWriter(tmp_path, "t", "t")
+    tasks._collect(tmp_path, config, "val", status)
+    tasks._dagger(tmp_path, config, 0, 1, status)
+    tasks._baseline(tmp_path, config, "expert", "expert", status)
+    assert seen["collect"].expert_config().other_routes == "any"
+    assert seen["dagger"].expert_config().other_routes == "any"
+    assert seen["baseline"].config.other_routes == "any"
