@@ -402,11 +402,11 @@ def _full() -> StudyConfig:
 
 @PROFILES.register("reference")
 def _reference() -> StudyConfig:
-    """The headline study (docs/reference-study.md): 71 min on 2 cores (measured 2026-12-01).
-    Twice the demo's demonstrations, 1.5x its AE steps, ego dropout, two DAgger rounds with DART
-    noise on the rollouts (4 per scenario and round, 12 more at the intersection, where the
-    behaviour-cloned policies fail most), 2 training x 2 sampling seeds, 5 test episodes per
-    scenario (20 per run)."""
+    """The headline study (docs/reference-study.md): about an hour on 2 cores (58.6 min, 2026-12-01).
+    Twice the demo's demonstrations, 1.5x its AE steps, ego dropout and keyframe weighting (the
+    samples where the expert changes speed count more), two DAgger rounds with DART noise on the
+    rollouts (4 per scenario and round, 12 more at the intersection, where the behaviour-cloned
+    policies fail most), 2 training x 2 sampling seeds, 5 test episodes per scenario (20 per run)."""
     return StudyConfig(
         data=DataSpec(train_episodes=24, val_episodes=3, test_episodes=5),
         ae=TrainSpec(steps=1200, lr=2e-3),
@@ -414,6 +414,7 @@ def _reference() -> StudyConfig:
         sampling_seeds=[0, 1],
         eval=EvalSpec(episodes=5),
         augment=dict(EGO_DROPOUT),
+        keyframe_weight=2.0,
         dagger=DaggerSpec(
             rounds=2,
             episodes=4,
