@@ -59,9 +59,8 @@ class CollectConfig:
     sim: SimConfig = field(default_factory=SimConfig)
     sensors: SensorConfig = field(default_factory=SensorConfig)
     labels: LabelConfig = field(default_factory=LabelConfig)
-    expert: dict[str, Any] = field(
-        default_factory=dict
-    )  # driving.expert.ExpertConfig fields: the driver and labeller
+    # driving.expert.ExpertConfig fields of the expert that drives and labels (default: the defaults)
+    expert: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.sim, dict):
