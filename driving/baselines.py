@@ -35,12 +35,13 @@ POLICIES = {
 }
 
 
-def build_policy(name: str, *args):
-    """A built-in policy by name ("expert" or "constant_velocity"); `args` go to its constructor (the
-    expert's `ExpertConfig`)."""
+def build_policy(name: str, expert_config=None):
+    """A built-in policy by name ("expert" or "constant_velocity"); the expert is built with
+    `expert_config` (a `driving.expert.ExpertConfig`; None: the defaults), the others ignore it."""
     import importlib
 
     if name not in POLICIES:
         raise ValueError(f"policy: expected one of {sorted(POLICIES)}, got {name!r}")
     module, cls = POLICIES[name].split(":")
-    return getattr(importlib.import_module(module), cls)(*args)
+    factory = getattr(importlib.import_module(module), cls)
+    return factory(expert_config) if name == "expert" else factory()

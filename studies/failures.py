@@ -97,7 +97,7 @@ def draw_worst_episode(study: Path, config, head: str, scenario: str, worst: dic
     if worst["kind"] == "baseline":
         from driving.baselines import build_policy
 
-        policy = build_policy(head, config.expert_config()) if head == "expert" else build_policy(head)
+        policy = build_policy(head, config.expert_config())
     else:
         from mot.runtime import FastSlowPlanner
         from training.policy import load_pretrained

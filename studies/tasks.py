@@ -625,7 +625,7 @@ def _baseline(study: Path, config: StudyConfig, name: str, run_id: str, status: 
     }
     if name == "constant_velocity" and config.eval.open_loop:
         record["open_loop"] = constant_velocity_open_loop(str(data_dir(study, "test")))
-    policy = build_policy(name, config.expert_config()) if name == "expert" else build_policy(name)
+    policy = build_policy(name, config.expert_config())
     record["closed_loop"] = _closed_loop(study, config, policy, run_id, status)
     record["wall_s"] = round(time.perf_counter() - start, 2)
     record["cpu_s"] = round(time.process_time() - cpu, 2)

@@ -83,3 +83,12 @@ def test_a_collection_names_its_expert_only_when_it_is_not_the_default():
     assert config.to_json()["expert"] == {"other_routes": "any"}
     assert config.expert_config().other_routes == "any"
     assert CollectConfig(**config.to_json()).expert_config().other_routes == "any"
+
+
+def test_build_policy_hands_the_expert_its_config_and_nothing_else():
+    from driving.baselines import ConstantVelocityPolicy, build_policy
+
+    config = ExpertConfig(other_routes="any")
+    assert build_policy("expert", config).config is config
+    assert build_policy("expert").config.other_routes == "known"
+    assert isinstance(build_policy("constant_velocity", config), ConstantVelocityPolicy)

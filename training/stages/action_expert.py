@@ -39,6 +39,14 @@ class ActionExpertStage(PolicyStage):
         augment: EgoAugmentConfig | None = None,
         keyframe_weight: float = 0.0,
     ) -> None:
+        if (
+            isinstance(keyframe_weight, bool)
+            or not isinstance(keyframe_weight, (int, float))
+            or keyframe_weight < 0
+        ):
+            raise ValueError(
+                f"ActionExpertStage.keyframe_weight: expected a number >= 0, got {keyframe_weight!r}"
+            )
         spec = backbone if backbone is not None else BackboneSpec()
         bb = spec.build()
         if head != bb.ae.config.head or head_kwargs:
@@ -58,10 +66,6 @@ class ActionExpertStage(PolicyStage):
             augment = EgoAugmentConfig(**augment)
         self.augment = augment if augment is not None else EgoAugmentConfig()
         self.augment_seed = spec.seed
-        if not isinstance(keyframe_weight, (int, float)) or keyframe_weight < 0:
-            raise ValueError(
-                f"ActionExpertStage.keyframe_weight: expected a number >= 0, got {keyframe_weight!r}"
-            )
         self.keyframe_weight = float(keyframe_weight)
 
     def losses(self, batch) -> dict:
