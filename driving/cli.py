@@ -44,6 +44,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     collect.add_argument("--image-size", type=positive_int, default=64, help="camera height = width [px]")
     collect.add_argument(
+        "--turn-signals",
+        action="store_true",
+        help="other vehicles show blinkers in the BEV before they turn (driving.signals)",
+    )
+    collect.add_argument(
         "--density", type=positive_float, default=None, help="traffic density multiplier for every scenario"
     )
     collect.add_argument(
@@ -151,7 +156,7 @@ def _run_collect(args) -> int:
     import time
 
     from driving.collect import CollectConfig, collect
-    from driving.config import CameraConfig, SensorConfig
+    from driving.config import BEVConfig, CameraConfig, SensorConfig
 
     _check_common(args)
     if args.image_size < 8:
@@ -166,7 +171,10 @@ def _run_collect(args) -> int:
         async_fraction=args.async_fraction,
         scenario_overrides={name: dict(overrides) for name in args.scenarios} if overrides else {},
         labeled=not args.unlabeled,
-        sensors=SensorConfig(camera=CameraConfig(height=args.image_size, width=args.image_size)),
+        sensors=SensorConfig(
+            camera=CameraConfig(height=args.image_size, width=args.image_size),
+            bev=BEVConfig(turn_signals=args.turn_signals),
+        ),
     )
     start = time.perf_counter()
     index = collect(config, args.out, workers=args.workers, progress=True)

@@ -106,6 +106,8 @@ class CollectConfig:
         out = json.loads(json.dumps(asdict(self)))
         if not out["expert"]:  # the default expert: folders collected before the field existed still match
             del out["expert"]
+        if not out["sensors"]["bev"]["turn_signals"]:  # likewise for the BEV without blinkers
+            del out["sensors"]["bev"]["turn_signals"]
         return out
 
     def episodes_plan(self) -> list[tuple[str, int]]:
@@ -136,7 +138,7 @@ def episode_arrays(
     the last logged step (a crash) is no one's future. Unlabeled: every step is a sample, no labels."""
     from driving.labels import agent_labels, meta_actions, route_labels, waypoint_labels
     from driving.language import navigation_prompt, scene_text
-    from driving.sensors.observation import ego_history, target_point
+    from driving.sensors.observation import ego_history, render_bev, target_point
 
     sim, sensors = config.sim, config.sensors
     per_wp = sim.steps(spec.WAYPOINT_DT_S)
@@ -164,7 +166,7 @@ def episode_arrays(
             [max(ue_index - k * interval, 0) for k in range(sensors.history_frames - 1, -1, -1)]
         )
         rows["rgb_idx"].append(index)
-        rows["bev"].append(world.bev.render(state.ego, state.objects.boxes).astype(np.uint8))
+        rows["bev"].append(render_bev(world, state).astype(np.uint8))
         rows["ego_state"].append([state.speed, state.acceleration, state.yaw_rate])
         rows["ego_history"].append(ego_history(world, index))
         rows["target_point"].append(target_point(world, index))

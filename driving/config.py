@@ -101,8 +101,13 @@ class BEVConfig:
     behind_m: float = 16.0
     side_m: float = 32.0
     resolution_m: float = 1.0
+    # Other vehicles show a blinker in the `vehicles` channel before they turn at a junction
+    # (`driving.signals`): what a camera would see of the routes the expert knows. Off: as before.
+    turn_signals: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.turn_signals, bool):
+            raise ValueError(f"BEVConfig.turn_signals: expected a bool, got {self.turn_signals!r}")
         check_positive("BEVConfig.resolution_m", self.resolution_m)
         check_positive("BEVConfig.ahead_m", self.ahead_m)
         check_positive("BEVConfig.behind_m", self.behind_m, allow_zero=True)

@@ -166,6 +166,19 @@ def index_is_labeled(index: dict) -> bool:
     return labeled
 
 
+def index_turn_signals(index: dict) -> bool:
+    """Whether a dataset's BEV shows the other vehicles' blinkers (`BEVConfig.turn_signals`): from the
+    collection's config, or the collection config inside an on-policy round's (absent: off)."""
+    config = index.get("config", {})
+    config = config.get("collect", config)
+    value = config.get("sensors", {}).get("bev", {}).get("turn_signals", False)
+    if not isinstance(value, bool):
+        raise ValueError(
+            f"dataset index: expected sensors.bev.turn_signals to be true or false, got {value!r}"
+        )
+    return value
+
+
 class DrivingDataset(Dataset):
     """Samples of a dataset written by `automot collect` (one or more directories with the same sizes).
 
@@ -182,8 +195,17 @@ class DrivingDataset(Dataset):
             raise ValueError("DrivingDataset.roots: expected at least one dataset directory, got none")
         self.episodes: list[tuple[Path, dict]] = []
         self.dims: dict[str, int] | None = None
+        self.turn_signals: bool | None = None  # does the BEV show blinkers (the same in every directory)
         for root in roots:
             index = read_index(root)
+            signals = index_turn_signals(index)
+            if self.turn_signals is None:
+                self.turn_signals = signals
+            elif signals != self.turn_signals:
+                raise ValueError(
+                    f"dataset {root}: expected sensors.bev.turn_signals={self.turn_signals} like the first "
+                    f"directory, got {signals}"
+                )
             if self.dims is None:
                 self.dims = dict(index["dims"])
             elif dict(index["dims"]) != self.dims:

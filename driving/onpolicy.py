@@ -224,7 +224,7 @@ def labelled_arrays(world, config: OnPolicyConfig, trace: EpisodeTrace) -> dict[
     """Shard arrays (the `driving.shards` schema) of a finished labelled episode."""
     from driving.labels import agent_labels, meta_actions
     from driving.language import navigation_prompt, scene_text
-    from driving.sensors.observation import ego_history, target_point
+    from driving.sensors.observation import ego_history, render_bev, target_point
 
     c = config.collect
     per_wp = c.sim.steps(spec.WAYPOINT_DT_S)
@@ -239,7 +239,7 @@ def labelled_arrays(world, config: OnPolicyConfig, trace: EpisodeTrace) -> dict[
             [max(index - k * interval, 0) for k in range(c.sensors.history_frames - 1, -1, -1)]
         )
         rows["rgb_idx"].append(index)
-        rows["bev"].append(world.bev.render(state.ego, state.objects.boxes).astype(np.uint8))
+        rows["bev"].append(render_bev(world, state).astype(np.uint8))
         rows["ego_state"].append([state.speed, state.acceleration, state.yaw_rate])
         rows["ego_history"].append(ego_history(world, index))
         rows["target_point"].append(target_point(world, index))

@@ -25,6 +25,7 @@ from driving.drivable import DrivableArea
 from driving.geometry import Pose, heading_to_display, world_to_display, wrap_angle
 from driving.route import ProgressTracker, Route
 from driving.scenarios import Scenario, build_scenario
+from driving.signals import blinker_box, signal_side
 
 # Leaving the road counts once per excursion; an excursion this long ends the episode.
 OFFROAD_END_S = 2.0
@@ -40,6 +41,9 @@ class ObjectState:
     boxes: np.ndarray  # (K, 5) float64
     speeds: np.ndarray  # (K,) float64
     static: np.ndarray  # (K,) bool
+    # Blinkers of the vehicles that signal a turn (`driving.signals`), display frame; only with
+    # `BEVConfig.turn_signals` (empty otherwise). Seen by the BEV only: not objects, not in any label.
+    signal_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 5)))  # (M, 5) float64
 
 
 @dataclass
@@ -193,8 +197,9 @@ class World:
 
     # ------------------------------------------------------------------ state log
     def _objects(self) -> ObjectState:
-        ids, boxes, speeds, static = [], [], [], []
+        ids, boxes, speeds, static, signals = [], [], [], [], []
         ego = self.ego
+        turn_signals = self.sensors.bev.turn_signals
         for obj in [*self.env.road.vehicles, *self.env.road.objects]:
             if obj is ego or not getattr(obj, "solid", True):
                 continue
@@ -206,11 +211,15 @@ class World:
             boxes.append((p[0], p[1], heading_to_display(obj.heading), obj.LENGTH, obj.WIDTH))
             speeds.append(float(obj.speed))
             static.append(obj not in self.env.road.vehicles)
+            side = signal_side(obj, self.env.road.network) if turn_signals and not static[-1] else 0
+            if side:
+                signals.append(blinker_box(obj, side))
         return ObjectState(
             ids=np.array(ids, dtype=np.int64),
             boxes=np.array(boxes, dtype=np.float64).reshape(-1, 5),
             speeds=np.array(speeds, dtype=np.float64),
             static=np.array(static, dtype=bool),
+            signal_boxes=np.array(signals, dtype=np.float64).reshape(-1, 5),
         )
 
     def _record(self, acceleration: float, yaw_rate: float) -> StepState:

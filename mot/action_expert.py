@@ -64,6 +64,9 @@ class ActionExpert(nn.Module):
         # Per-sample sensor shapes (`SensorBatch.shapes()`) the AE was trained with; recorded by the
         # training stages, saved in the policy folder, checked on every batch. None: not trained yet.
         self.input_shapes: dict[str, list[int]] | None = None
+        # Sensor settings the AE was trained with beyond the shapes, e.g. {"turn_signals": True}
+        # (the BEV's blinkers); set from the training data, saved with the policy.
+        self.sensor_options: dict[str, bool] | None = None
         c, g = config.ae, geometry
         d = c.hidden_size
         self.num_heads = c.num_heads(g)

@@ -47,12 +47,24 @@ def save_action_expert(ae: ActionExpert, directory: str | os.PathLike) -> Path:
         "head": {"name": ae.config.head, "module": module_of(head), "class": head.__qualname__},
         "input_shapes": ae.input_shapes,
     }
+    if ae.sensor_options is not None:
+        meta["sensor_options"] = dict(ae.sensor_options)
     ue = ae.config.ue.checkpoint
     if ue is not None:
         # `directory` may be the export's temporary sibling folder: the same relative path either way.
         meta["ue_checkpoint_from_folder"] = os.path.relpath(Path(ue).resolve(), directory.resolve())
     write_json_atomic(directory / CONFIG, meta)
     return directory
+
+
+def saved_sensor_options(directory: str | os.PathLike) -> dict[str, bool]:
+    """The sensor settings a policy folder was trained with beyond its shapes (`ActionExpert.
+    sensor_options`, e.g. {"turn_signals": True}); {} for folders that record none."""
+    path = Path(directory) / CONFIG
+    if not path.exists():
+        raise ValueError(f"policy: expected a policy folder with {CONFIG}, got {directory}")
+    options = json.loads(path.read_text()).get("sensor_options")
+    return dict(options) if isinstance(options, dict) else {}
 
 
 def locate_ue_checkpoint(directory: str | os.PathLike, recorded: str) -> str:
@@ -130,4 +142,6 @@ def load_action_expert(directory: str | os.PathLike, *, device: torch.device | s
     load_state_dict_strict(ae, load_safetensors(directory / WEIGHTS), source=str(directory / WEIGHTS))
     shapes = meta.get("input_shapes")
     ae.input_shapes = {k: list(v) for k, v in shapes.items()} if isinstance(shapes, dict) else None
+    options = meta.get("sensor_options")
+    ae.sensor_options = dict(options) if isinstance(options, dict) else None
     return ae.to(device)

@@ -29,6 +29,9 @@ class DataSpec:
     image_size: int = 64
     duration_s: float | None = None  # episode time limit; None = each scenario's default
     density: float = 1.0
+    # Other vehicles' blinkers in the BEV (`driving.signals`; `BEVConfig.turn_signals`), in the
+    # demonstrations, the DAgger rollouts and every closed-loop run of the study alike.
+    turn_signals: bool = False
 
     def __post_init__(self) -> None:
         if not self.scenarios:
@@ -36,6 +39,8 @@ class DataSpec:
         for name in ("train_episodes", "val_episodes", "test_episodes", "image_size"):
             check_positive(f"DataSpec.{name}", getattr(self, name))
         check_positive("DataSpec.density", self.density)
+        if not isinstance(self.turn_signals, bool):
+            raise ValueError(f"DataSpec.turn_signals: expected a bool, got {self.turn_signals!r}")
         if self.duration_s is not None:
             check_positive("DataSpec.duration_s", self.duration_s)
 

@@ -128,6 +128,7 @@ def _strip(world, plans, record, worst: dict, path: Path, panels: int) -> None:
     import matplotlib.pyplot as plt
 
     from automot.io import atomic_path
+    from driving.sensors.observation import render_bev
     from driving.viz import bev_to_rgb
 
     bev = world.bev.config
@@ -137,7 +138,7 @@ def _strip(world, plans, record, worst: dict, path: Path, panels: int) -> None:
     for ax, step in zip(np.atleast_1d(axes), steps):
         state = world.log[step]
         extent = (-bev.side_m, bev.side_m, -bev.behind_m, bev.ahead_m)
-        ax.imshow(bev_to_rgb(world.bev.render(state.ego, state.objects.boxes)), extent=extent)
+        ax.imshow(bev_to_rgb(render_bev(world, state)), extent=extent)
         mine, expert = plans[step]
         ax.plot(-expert[:, 1], expert[:, 0], "o-", color="white", ms=3, lw=1.2, label="expert")
         ax.plot(-mine[:, 1], mine[:, 0], "x--", color="magenta", ms=4, lw=1.2, label="policy")

@@ -253,10 +253,12 @@ def _scenario_overrides(config: StudyConfig) -> dict[str, dict]:
 
 def _sensors(config: StudyConfig):
     """The same sensors for demonstrations and closed-loop evaluation."""
-    from driving.config import CameraConfig, SensorConfig
+    from driving.config import BEVConfig, CameraConfig, SensorConfig
 
     size = config.data.image_size
-    return SensorConfig(camera=CameraConfig(height=size, width=size))
+    return SensorConfig(
+        camera=CameraConfig(height=size, width=size), bev=BEVConfig(turn_signals=config.data.turn_signals)
+    )
 
 
 def _collect(study: Path, config: StudyConfig, split: str, status: StatusWriter) -> None:
@@ -451,6 +453,7 @@ def _validation(study: Path, config: StudyConfig, seed: int, round_index: int):
         episodes=spec.episodes,
         refresh_every=config.eval.refresh_every,
         image_size=config.data.image_size,
+        turn_signals=config.data.turn_signals,
         scenario_overrides=_scenario_overrides(config),
         select=spec.select,
         history_path=str(round_record_path(study, seed, round_index).with_suffix(".val.json")),

@@ -43,6 +43,9 @@ class ClosedLoopValConfig:
     refresh_every: int = 2  # the planner's UE refresh period
     sampling_seed: int = 0
     image_size: int = 64  # camera height = width, as the policy was trained with
+    turn_signals: bool = (
+        False  # the BEV's blinkers (`BEVConfig.turn_signals`), as the policy was trained with
+    )
     scenario_overrides: dict[str, dict] = field(default_factory=dict)
     l2_batches: int = 4  # validation batches for the open-loop tie-break (0: none)
     select: bool = True  # export the best evaluation's weights instead of the last ones
@@ -71,10 +74,14 @@ class ClosedLoopValConfig:
 
     def eval_config(self):
         from driving import EvalConfig
-        from driving.config import CameraConfig, SensorConfig
+        from driving.config import BEVConfig, CameraConfig, SensorConfig
 
         size = self.image_size
-        return EvalConfig(sensors=SensorConfig(camera=CameraConfig(height=size, width=size)))
+        return EvalConfig(
+            sensors=SensorConfig(
+                camera=CameraConfig(height=size, width=size), bev=BEVConfig(turn_signals=self.turn_signals)
+            )
+        )
 
     def scenario_objects(self) -> list:
         from driving.scenarios import build_scenario

@@ -216,10 +216,10 @@ def _eval_student(args: argparse.Namespace, ckpt) -> int:
 
 
 def _eval_config(backbone, image_size: int | None = None):
-    """The world's sensors at the sizes the policy was trained with (camera, RGB history length);
-    `image_size` overrides the camera's height = width."""
+    """The world's sensors as the policy was trained with them (camera and RGB history sizes, the
+    BEV's blinkers); `image_size` overrides the camera's height = width."""
     from driving import EvalConfig
-    from driving.config import CameraConfig, SensorConfig
+    from driving.config import BEVConfig, CameraConfig, SensorConfig
 
     shapes = backbone.ae.input_shapes
     if not shapes:
@@ -230,7 +230,8 @@ def _eval_config(backbone, image_size: int | None = None):
     if image_size is not None:
         height = width = image_size
     camera = CameraConfig(height=height, width=width)
-    return EvalConfig(sensors=SensorConfig(camera=camera, history_frames=shapes["rgb_history"][0]))
+    bev = BEVConfig(turn_signals=bool((backbone.ae.sensor_options or {}).get("turn_signals", False)))
+    return EvalConfig(sensors=SensorConfig(camera=camera, bev=bev, history_frames=shapes["rgb_history"][0]))
 
 
 def _print_eval(result: dict) -> None:

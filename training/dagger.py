@@ -107,9 +107,10 @@ def run_dagger(
 
     from automot.io import write_json_atomic
     from driving.collect import CollectConfig
-    from driving.config import CameraConfig, SensorConfig
+    from driving.config import BEVConfig, CameraConfig, SensorConfig
     from driving.datamodule import DrivingDataModule
     from driving.onpolicy import ControlNoise
+    from mot.checkpoint import saved_sensor_options
     from training.optim import OptimConfig
     from training.policy import BackboneSpec
     from training.stages import ActionExpertStage
@@ -117,7 +118,12 @@ def run_dagger(
     out = Path(out)
     records_path = out / "rounds.json"
     records = json.loads(records_path.read_text())["rounds"] if records_path.exists() else []
-    sensors = SensorConfig(camera=CameraConfig(height=config.image_size, width=config.image_size))
+    # The rollouts' world shows what the policy was trained to see (the BEV's blinkers or not).
+    signals = bool(saved_sensor_options(policy).get("turn_signals", False))
+    sensors = SensorConfig(
+        camera=CameraConfig(height=config.image_size, width=config.image_size),
+        bev=BEVConfig(turn_signals=signals),
+    )
     overrides = (
         {} if config.duration_s is None else {s: {"duration_s": config.duration_s} for s in config.scenarios}
     )

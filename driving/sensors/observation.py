@@ -56,6 +56,12 @@ def rgb_history(world, ue_index: int) -> np.ndarray:
     return np.stack(frames)[:, None]  # (T, V=1, 3, H, W)
 
 
+def render_bev(world, state) -> np.ndarray:
+    """The BEV (C, Hb, Wb) of a logged step: the other objects, and their blinkers when the world's
+    `BEVConfig.turn_signals` is on (`ObjectState.signal_boxes`, empty otherwise)."""
+    return world.bev.render(state.ego, np.concatenate([state.objects.boxes, state.objects.signal_boxes]))
+
+
 def build_observation(world, index: int, ue_index: int) -> Observation:
     if not 0 <= ue_index <= index < len(world.log):
         raise ValueError(
@@ -67,7 +73,7 @@ def build_observation(world, index: int, ue_index: int) -> Observation:
     return Observation(
         rgb_history=rgb_history(world, ue_index),
         rgb=world.frames[index],
-        bev=world.bev.render(state.ego, state.objects.boxes),
+        bev=render_bev(world, state),
         ego_state=np.array([state.speed, state.acceleration, state.yaw_rate], dtype=np.float32),
         ego_history=ego_history(world, index),
         target_point=target_point(world, index),

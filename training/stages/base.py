@@ -150,6 +150,22 @@ class PolicyStage(L.LightningModule):
         if clip:
             self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
 
+    def on_train_start(self) -> None:
+        # Whether the training data's BEV shows blinkers travels with the policy too, so an evaluation
+        # drives it in the same world; fine-tuning on data that differs from what it was trained on
+        # is refused.
+        datasets = getattr(getattr(self.trainer, "datamodule", None), "datasets", None) or {}
+        signals = getattr(datasets.get("train"), "turn_signals", None)
+        if signals is None:
+            return
+        recorded = (self.ae.sensor_options or {}).get("turn_signals")
+        if recorded is not None and recorded != signals:
+            raise ValueError(
+                f"training data: expected sensors.bev.turn_signals={recorded} as the policy was trained "
+                f"with, got {signals}"
+            )
+        self.ae.sensor_options = {**(self.ae.sensor_options or {}), "turn_signals": signals}
+
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         # The sensor sizes the policy is trained with travel with it (policy folder, `input_shapes`);
         # the AE refuses other sizes from then on, naming both.
