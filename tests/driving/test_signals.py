@@ -159,3 +159,20 @@ def test_a_policy_carries_what_its_data_showed_into_evaluation_and_fine_tuning(t
     tuned = ActionExpertStage(backbone=BackboneSpec(init_from=str(tmp_path / "p")))
     with pytest.raises(ValueError, match="turn_signals=True as the policy was trained with, got False"):
         fit(tuned, tiny_dataset / "val")
+
+
+def test_collect_cli_writes_blinkers_into_the_bev(tmp_path):
+    from automot.cli import main
+    from driving.shards import read_shard
+
+    args = ["collect", "--scenarios", "intersection", "--episodes", "1", "--duration", "8", "--image-size", "16"]
+    assert main([*args, "--out", str(tmp_path / "plain")]) == 0
+    assert main([*args, "--turn-signals", "--out", str(tmp_path / "signals")]) == 0
+    plain, signals = DrivingDataset(tmp_path / "plain"), DrivingDataset(tmp_path / "signals")
+    assert (plain.turn_signals, signals.turn_signals) == (False, True)
+    shard = sorted((tmp_path / "plain" / "shards").glob("*.npz"))[0].name
+    a = read_shard(tmp_path / "plain" / "shards" / shard)
+    b = read_shard(tmp_path / "signals" / "shards" / shard)
+    np.testing.assert_array_equal(a["waypoints"], b["waypoints"])  # the same labels
+    np.testing.assert_array_equal(np.delete(a["bev"], 2, 1), np.delete(b["bev"], 2, 1))
+    assert (b["bev"][:, 2] >= a["bev"][:, 2]).all() and (b["bev"][:, 2] > a["bev"][:, 2]).any()
