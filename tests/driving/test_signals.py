@@ -165,7 +165,17 @@ def test_collect_cli_writes_blinkers_into_the_bev(tmp_path):
     from automot.cli import main
     from driving.shards import read_shard
 
-    args = ["collect", "--scenarios", "intersection", "--episodes", "1", "--duration", "8", "--image-size", "16"]
+    args = [
+        "collect",
+        "--scenarios",
+        "intersection",
+        "--episodes",
+        "1",
+        "--duration",
+        "8",
+        "--image-size",
+        "16",
+    ]
     assert main([*args, "--out", str(tmp_path / "plain")]) == 0
     assert main([*args, "--turn-signals", "--out", str(tmp_path / "signals")]) == 0
     plain, signals = DrivingDataset(tmp_path / "plain"), DrivingDataset(tmp_path / "signals")
