@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from automot import spec
 from automot.types import SensorBatch
 from driving.dataset import DrivingBatch, index_is_labeled, read_index, sample_at
 from driving.dataset import collate as collate_driving
@@ -37,6 +38,7 @@ _SENSOR_FIELDS = (
     "frames", "rgb_history_idx", "rgb_idx", "bev", "ego_state", "ego_history", "target_point", "prompt", "ue_step",
 )  # fmt: skip
 _ALWAYS = ("step", "scenario", "seed")
+_SPEED = spec.EGO_STATE_FIELDS.index("speed")
 
 
 @dataclass
@@ -46,6 +48,9 @@ class TransitionBatch:
     sensors: SensorBatch | None = None
     meta: dict[str, list] = field(default_factory=dict)
     driving: DrivingBatch | None = None
+    # (B, K) the ego speed (m/s) at each future offset, read from the future observations' ego state
+    # (odometry, not a label); 0 where `future_mask` is False. Only with `future_speed=True`.
+    future_speed: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -58,6 +63,7 @@ class TransitionBatch:
             sensors=None if self.sensors is None else self.sensors.to(device),
             meta={k: list(v) for k, v in self.meta.items()},
             driving=None if self.driving is None else self.driving.to(device),
+            future_speed=None if self.future_speed is None else self.future_speed.to(device),
         )
 
 
@@ -103,6 +109,8 @@ class TransitionDataset(Dataset):
     labels:           also return the expert labels (as `driving`); refuses observations-only data.
     require_future:   keep only samples whose every future exists; else mask the missing ones.
     episode_fraction: keep a nested, stratified share of the episodes (`select_episodes`).
+    future_speed:     also return the ego speed at each future offset (from the future steps' ego
+                      state, an observation field; needs `sensors`).
     """
 
     def __init__(
@@ -117,10 +125,16 @@ class TransitionDataset(Dataset):
         scenarios: list[str] | None = None,
         episode_fraction: float = 1.0,
         fraction_seed: int = 0,
+        future_speed: bool = False,
     ) -> None:
         roots = [roots] if isinstance(roots, (str, Path)) else list(roots)
         if not roots:
             raise ValueError("TransitionDataset.roots: expected at least one dataset directory, got none")
+        if future_speed and not sensors:
+            raise ValueError(
+                "TransitionDataset.future_speed: expected sensors=True (the speed is read from the ego state), got sensors=False"
+            )
+        self.future_speed = bool(future_speed)
         self.offsets_s = tuple(float(o) for o in offsets_s)
         if not self.offsets_s or min(self.offsets_s) <= 0:
             raise ValueError(f"TransitionDataset.offsets_s: expected positive offsets, got {offsets_s}")
@@ -227,6 +241,9 @@ class TransitionDataset(Dataset):
         mask = torch.tensor([f >= 0 for f in future])
         frames[1:][~mask] = 0.0
         item = {"frames": frames, "future_mask": mask}
+        if self.future_speed:
+            speed = a["ego_state"][:, _SPEED]
+            item["future_speed"] = torch.tensor([float(speed[f]) if f >= 0 else 0.0 for f in future])
         if self.with_sensors or self.labels:
             item["sample"] = sample_at(a, row, labels=self.labels)
         else:
@@ -245,16 +262,18 @@ def collate_transitions(items: list[dict]) -> TransitionBatch:
         raise ValueError("collate_transitions: expected at least one item, got an empty list")
     frames = torch.stack([it["frames"] for it in items])
     mask = torch.stack([it["future_mask"] for it in items])
+    speed = torch.stack([it["future_speed"] for it in items]) if "future_speed" in items[0] else None
     if "sample" not in items[0]:
         meta = {k: [it["meta"][k] for it in items] for k in ("scenario", "seed", "step", "ue_step")}
-        return TransitionBatch(frames=frames, future_mask=mask, meta=meta)
+        return TransitionBatch(frames=frames, future_mask=mask, meta=meta, future_speed=speed)
     samples = [it["sample"] for it in items]
     meta = {k: [s["meta"][k] for s in samples] for k in ("scenario", "seed", "step", "ue_step")}
     if "waypoints" in samples[0]:
         driving = collate_driving(samples)
         return TransitionBatch(
-            frames=frames, future_mask=mask, sensors=driving.sensors, meta=meta, driving=driving
-        )
+            frames=frames, future_mask=mask, sensors=driving.sensors, meta=meta, driving=driving,
+            future_speed=speed,
+        )  # fmt: skip
 
     def stack(name: str) -> torch.Tensor:
         return torch.stack([s[name] for s in samples])
@@ -268,7 +287,7 @@ def collate_transitions(items: list[dict]) -> TransitionBatch:
         target_point=stack("target_point"),
         prompts=[s["prompt"] for s in samples],
     ).validate()
-    return TransitionBatch(frames=frames, future_mask=mask, sensors=sensors, meta=meta)
+    return TransitionBatch(frames=frames, future_mask=mask, sensors=sensors, meta=meta, future_speed=speed)
 
 
 def strip_labels(source: str | Path, out: str | Path) -> dict:

@@ -34,6 +34,7 @@ class TransitionDataModule(L.LightningDataModule):
         scenarios: list[str] | None = None,
         episode_fraction: float = 1.0,
         fraction_seed: int = 0,
+        future_speed: bool = False,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -48,6 +49,7 @@ class TransitionDataModule(L.LightningDataModule):
             labels=labels,
             require_future=require_future,
             scenarios=scenarios,
+            future_speed=future_speed,
         )
         self.datasets: dict[str, TransitionDataset] = {}
 

@@ -204,6 +204,9 @@ class LatentSpec:
     closed_loop_fractions: the label fractions whose arms are also driven in closed loop (None = all;
                         open-loop metrics are computed for every arm).
     lam / student:      `latent.config.LAMConfig` / `latent.student.StudentConfig` fields.
+    pretrain_speed_weight: the pretraining also predicts the ego speed at each decision horizon from
+                        the future observations' ego state (odometry, not a label) with this weight
+                        (`training.stages.latent_pretrain`; 0: the LAM's codes only).
     finetune_latent_weight: the pretrained arm's fine-tuning also trains the AE on the LAM's codes of
                         its batches with this weight (0: the latent head follows the AE detached).
     finetune_pretrained_lr_scale: the pretrained arm's learning-rate multiplier for the AE layers it
@@ -219,6 +222,7 @@ class LatentSpec:
     lam_train: TrainSpec = field(default_factory=lambda: TrainSpec(steps=1500, batch_size=32, lr=1e-3))
     pretrain: TrainSpec = field(default_factory=lambda: TrainSpec(steps=800, batch_size=32, lr=2e-3))
     finetune: TrainSpec = field(default_factory=lambda: TrainSpec(steps=800, batch_size=32, lr=2e-3))
+    pretrain_speed_weight: float = 0.0
     finetune_latent_weight: float = 0.0
     finetune_pretrained_lr_scale: float = 1.0
     distill: TrainSpec = field(default_factory=lambda: TrainSpec(steps=800, batch_size=32, lr=1e-3))
@@ -250,6 +254,7 @@ class LatentSpec:
                 f"LatentSpec.distill_fraction: expected one of label_fractions {fr}, got {self.distill_fraction}"
             )
         check_positive("LatentSpec.unlabeled_episodes", self.unlabeled_episodes)
+        check_positive("LatentSpec.pretrain_speed_weight", self.pretrain_speed_weight, allow_zero=True)
         check_positive("LatentSpec.finetune_latent_weight", self.finetune_latent_weight, allow_zero=True)
         check_positive("LatentSpec.finetune_pretrained_lr_scale", self.finetune_pretrained_lr_scale)
         check_positive("LatentSpec.latency_steps", self.latency_steps)

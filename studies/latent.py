@@ -283,6 +283,7 @@ def _pretrain(study: Path, config: StudyConfig, seed: int) -> None:
         backbone=BackboneSpec(preset=config.preset, ue_checkpoint=_ue_folder(study, config), seed=seed),
         optim=_optim(train),
         export_dir=str(pretrained_dir(study, seed)),
+        speed_weight=config.latent.pretrain_speed_weight,
     )
     dm = _transitions(
         study,
@@ -292,6 +293,7 @@ def _pretrain(study: Path, config: StudyConfig, seed: int) -> None:
         seed,
         offsets_s=stage.offsets_s,
         observation=stage.lam.config.observation,
+        future_speed=config.latent.pretrain_speed_weight > 0,
     )
     ckpt = study / "work" / f"pretrain_{seed}"
     _fit(_trainer(train.steps, ckpt, study / "logs", f"pretrain_{seed}"), stage, dm, ckpt)

@@ -211,3 +211,57 @@ def test_pretrained_lr_scale_slows_the_trunk_and_not_the_planning_head(lam_folde
         assert torch.equal(slow[k], plain[k]), k
     with pytest.raises(ValueError, match=r"pretrained_lr_scale: expected > 0, got 0"):
         LatentFinetuneStage(backbone=BackboneSpec(init_from=pretrained), pretrained_lr_scale=0)
+
+
+def test_future_speed_is_the_ego_speed_of_the_future_steps_and_reads_no_label(unlabeled_dataset):
+    import numpy as np
+
+    from driving.shards import OBSERVATION_FIELDS, read_shard
+    from latent.data import TransitionDataset
+
+    data = TransitionDataset(unlabeled_dataset, offsets_s=(1.0, 2.0, 3.0), future_speed=True)
+    assert set(data.fields) <= set(OBSERVATION_FIELDS)  # the speed comes from observations only
+    for i in (0, len(data) // 2, len(data) - 1):
+        k, _, future = data.items[i]
+        root, entry = data.episodes[k]
+        shard = read_shard(root / entry["file"], fields=("ego_state",))
+        item = data[i]
+        expected = [shard["ego_state"][f, 0] if f >= 0 else 0.0 for f in future]
+        np.testing.assert_allclose(item["future_speed"].numpy(), expected, rtol=0, atol=1e-6)
+    batch = collate_transitions([data[0], data[1]])
+    assert batch.future_speed.shape == (2, 3)
+    with pytest.raises(ValueError, match=r"TransitionDataset\.future_speed: expected sensors=True"):
+        TransitionDataset(unlabeled_dataset, future_speed=True, sensors=False)
+
+
+def _with_speed(batch: TransitionBatch, speed: torch.Tensor) -> TransitionBatch:
+    import dataclasses
+
+    return dataclasses.replace(batch, future_speed=speed)
+
+
+def test_the_speed_term_adds_the_masked_l1_of_the_speed_head(lam_folder):
+    batch = collate_transitions([FakeTransitionDataset(3)[i] for i in range(3)])
+    batch.future_mask[1, 2] = False  # a missing future: not in the mean
+    speed = torch.tensor([[5.0, 6.0, 7.0], [1.0, 0.5, 0.0], [12.0, 12.0, 11.0]])
+    torch.manual_seed(0)
+    plain = LatentPretrainStage(lam=lam_folder)
+    assert plain.speed_head is None
+    torch.manual_seed(0)
+    stage = LatentPretrainStage(lam=lam_folder, speed_weight=0.5)
+    stage.eval()
+    plain.eval()
+    with torch.no_grad():
+        parts = stage.losses(_with_speed(batch, speed))
+        base = plain.losses(batch)
+        latents = stage.forward_ae(batch, with_plan=False).context.decision_latents
+        pred = stage.speed_head(latents).squeeze(-1)
+    mask = batch.future_mask.float()
+    l1 = ((pred - speed).abs() / 10.0 * mask).sum() / mask.sum()
+    torch.testing.assert_close(parts["speed_l1"], l1)
+    torch.testing.assert_close(parts["latent_nll"], base["loss"])  # same seed: the same AE and codes
+    torch.testing.assert_close(parts["loss"], base["loss"] + 0.5 * l1)
+    with pytest.raises(ValueError, match=r"expected batches read with future_speed=True"):
+        stage.losses(batch)
+    with pytest.raises(ValueError, match=r"LatentPretrainStage\.speed_weight: expected a number >= 0"):
+        LatentPretrainStage(lam=lam_folder, speed_weight=-1.0)

@@ -4,6 +4,12 @@ head learn to predict, from the current observation alone, the codes a frozen LA
 next K transitions o_t -> o_{t+H} -> ... -> o_{t+K H} (K = the AE's decision queries, H = 1 s):
 
     loss = mean over (horizon, token) of CE(latent_head(decision_latent_k), LAM code_k)
+           + speed_weight * mean over horizons of |speed_head(decision_latent_k) - v(t + k H)| / 10
+
+The second term (off by default; a library choice, not LatentVLA's) also asks each decision query for
+the ego speed at its horizon, read from the future observations' ego state (odometry of the unlabeled
+episodes, not an expert label): a target the AE cannot predict without reading the ego token, which
+the LAM's codes alone let the shared layers ignore (docs/latent.md). The speed head is not exported.
 
 Batches are observations-only `TransitionBatch`es with offsets (H, 2H, ..., K H) and sensors; a batch
 that carries labels is refused. The LAM is not a submodule (never trained, never checkpointed: its
@@ -26,6 +32,8 @@ from training.optim import OptimConfig, build_optimizer, build_scheduler
 from training.policy import BackboneSpec
 from training.stages.base import PolicyStage
 from training.teacher import save_teacher
+
+SPEED_SCALE = 10.0  # m/s: the speed term's unit, so it sits near the code NLL's size
 
 
 def pretraining_offsets(lam: LatentActionModel) -> tuple[float, ...]:
@@ -57,7 +65,12 @@ class LatentPretrainStage(PolicyStage):
         backbone: BackboneSpec | None = None,
         optim: OptimConfig | None = None,
         export_dir: str | None = None,
+        speed_weight: float = 0.0,
     ) -> None:
+        if isinstance(speed_weight, bool) or not isinstance(speed_weight, (int, float)) or speed_weight < 0:
+            raise ValueError(
+                f"LatentPretrainStage.speed_weight: expected a number >= 0, got {speed_weight!r}"
+            )
         bb = (backbone if backbone is not None else BackboneSpec()).build()
         super().__init__(bb, optim=optim, export_dir=export_dir)
         model = load_lam(lam)
@@ -67,6 +80,8 @@ class LatentPretrainStage(PolicyStage):
         self.latent_head = LatentActionHead(
             LatentHeadConfig(self.ae.config.ae.hidden_size, vq.num_tokens, vq.vq.codebook_size)
         )
+        self.speed_weight = float(speed_weight)
+        self.speed_head = nn.Linear(self.ae.config.ae.hidden_size, 1) if self.speed_weight > 0 else None
         self.ae.requires_grad_(True)
         self.setup_ema()
         self._val: dict[str, list] = {}
@@ -87,9 +102,23 @@ class LatentPretrainStage(PolicyStage):
             raise ValueError("LatentPretrainStage: expected batches read with sensors=True, got sensors=None")
         codes = lam_targets(self.lam, batch.frames.to(self.device), batch.future_mask.to(self.device))
         out = self.forward_ae(batch, with_plan=False)
-        parts = latent_action_nll(self.latent_head(out.context.decision_latents), codes)
+        latents = out.context.decision_latents  # (B, K, D)
+        parts = latent_action_nll(self.latent_head(latents), codes)
         acc = parts.pop("accuracy_per_horizon")
-        return {**parts, **{f"accuracy_{h:g}s": a for h, a in zip(spec.DECISION_HORIZONS_S, acc)}}
+        parts = {**parts, **{f"accuracy_{h:g}s": a for h, a in zip(spec.DECISION_HORIZONS_S, acc)}}
+        if self.speed_head is not None:
+            if batch.future_speed is None:
+                raise ValueError(
+                    "LatentPretrainStage: expected batches read with future_speed=True when speed_weight > 0, "
+                    "got batches without future_speed"
+                )
+            speed = batch.future_speed.to(self.device)
+            mask = batch.future_mask.to(self.device).to(speed.dtype)
+            err = (self.speed_head(latents).squeeze(-1) - speed).abs() / SPEED_SCALE
+            parts["speed_l1"] = (err * mask).sum() / mask.sum().clamp_min(1.0)
+            parts["latent_nll"] = parts["loss"]
+            parts["loss"] = parts["loss"] + self.speed_weight * parts["speed_l1"]
+        return parts
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         parts = self.losses(batch)
@@ -121,9 +150,10 @@ class LatentPretrainStage(PolicyStage):
         )
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = build_optimizer(
-            nn.ModuleDict({"ae": self.ae, "latent_head": self.latent_head}), self.optim
-        )
+        modules = {"ae": self.ae, "latent_head": self.latent_head}
+        if self.speed_head is not None:
+            modules["speed_head"] = self.speed_head
+        optimizer = build_optimizer(nn.ModuleDict(modules), self.optim)
         total = int(self.trainer.estimated_stepping_batches) if self.trainer is not None else 1
         scheduler = build_scheduler(optimizer, self.optim, max(1, total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
