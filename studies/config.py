@@ -412,13 +412,15 @@ def _full() -> StudyConfig:
 
 @PROFILES.register("reference")
 def _reference() -> StudyConfig:
-    """The headline study (docs/reference-study.md): about an hour on 2 cores (58.6 min, 2026-12-01).
-    Twice the demo's demonstrations, 1.5x its AE steps, ego dropout and keyframe weighting (the
-    samples where the expert changes speed count more), two DAgger rounds with DART noise on the
-    rollouts (4 per scenario and round, 12 more at the intersection, where the behaviour-cloned
-    policies fail most), 2 training x 2 sampling seeds, 5 test episodes per scenario (20 per run)."""
+    """The headline study (docs/reference-study.md): about an hour on 2 cores (58.6 min, 2026-12-01;
+    78.7 min beside other jobs on another machine). Twice the demo's demonstrations, 1.5x its AE
+    steps, turn signals in the BEV (other cars blink before they turn, the cue the expert's route
+    knowledge stands for), ego dropout and keyframe weighting (the samples where the expert changes
+    speed count more), two DAgger rounds with DART noise on the rollouts (4 per scenario and round,
+    12 more at the intersection, where the behaviour-cloned policies fail most), 2 training x 2
+    sampling seeds, 5 test episodes per scenario (20 per run)."""
     return StudyConfig(
-        data=DataSpec(train_episodes=24, val_episodes=3, test_episodes=5),
+        data=DataSpec(train_episodes=24, val_episodes=3, test_episodes=5, turn_signals=True),
         ae=TrainSpec(steps=1200, lr=2e-3),
         training_seeds=[0, 1],
         sampling_seeds=[0, 1],

@@ -92,7 +92,7 @@ def test_the_demo_profile_trains_with_ego_dropout():
 
 
 def test_the_reference_profile_is_the_demo_pipeline_with_dagger_on_top():
-    """The headline study (docs/reference-study.md): ego dropout, keyframe weighting, two DAgger rounds
+    """The headline study (docs/reference-study.md): turn signals, ego dropout, keyframe weighting, two DAgger rounds
     with DART noise per training seed (at least 2), and both heads built on the last round's policy."""
     from studies.config import EGO_DROPOUT, load_study_config
     from studies.tasks import plan_tasks
@@ -100,6 +100,7 @@ def test_the_reference_profile_is_the_demo_pipeline_with_dagger_on_top():
     config = load_study_config("reference")
     assert config.augment == EGO_DROPOUT and len(config.training_seeds) >= 2
     assert config.keyframe_weight == 2.0 and load_study_config("demo").keyframe_weight == 0.0
+    assert config.data.turn_signals and not load_study_config("demo").data.turn_signals
     assert config.dagger.rounds == 2 and config.dagger.noise.active
     assert (config.dagger.extra_scenarios, config.dagger.extra_episodes) == (["intersection"], 12)
     tasks = {t.id: t for t in plan_tasks(config)}
