@@ -412,8 +412,8 @@ def _full() -> StudyConfig:
 
 @PROFILES.register("reference")
 def _reference() -> StudyConfig:
-    """The headline study (docs/reference-study.md): about an hour on 2 cores (58.6 min, 2026-12-01;
-    78.7 min beside other jobs on another machine). Twice the demo's demonstrations, 1.5x its AE
+    """The headline study (docs/reference-study.md): about an hour on 2 cores (78.7 min beside other
+    jobs, 2026-12-01; 58.6 min for the profile before turn signals on another machine). Twice the demo's demonstrations, 1.5x its AE
     steps, turn signals in the BEV (other cars blink before they turn, the cue the expert's route
     knowledge stands for), ego dropout and keyframe weighting (the samples where the expert changes
     speed count more), two DAgger rounds with DART noise on the rollouts (4 per scenario and round,
