@@ -39,7 +39,7 @@ from automot import spec
 from automot.checks import check_choice
 from automot.config import build_config
 from automot.io import make_dirs, write_json_atomic
-from driving.collect_folder import INDEX_NAME, SHARD_DIR, prepare_out
+from driving.collect_folder import INDEX_NAME, SHARD_DIR, prepare_out, remove_killed_writes
 from driving.config import LabelConfig, SensorConfig, SimConfig
 from driving.scenarios import SCENARIOS, SEED_SPLITS, build_scenario, split_seeds
 from driving.shards import FORMAT_VERSION, read_shard, shard_fields, write_shard
@@ -360,11 +360,7 @@ def collect(
     plan = config.episodes_plan()
     known = prepare_out(out, config_json, _config_hash(config_json))
     make_dirs(out / SHARD_DIR, field="out")
-    for stale in [
-        *(out / SHARD_DIR).glob(".*.tmp"),
-        *out.glob(f".{INDEX_NAME}.*.tmp"),
-    ]:  # left by a killed writer
-        stale.unlink()
+    remove_killed_writes(out)
     expected = {shard_name(s, seed): (s, seed) for s, seed in plan}
     entries: dict[tuple[str, int], dict] = {}
     for path in sorted((out / SHARD_DIR).glob("*.npz")):

@@ -53,6 +53,18 @@ def check_extension(out: Path, old: dict, new: dict) -> None:
     )
 
 
+def remove_killed_writes(out: Path) -> list[Path]:
+    """Delete the temporaries a killed writer left (`.<shard or index>.<random>.tmp`); return them.
+
+    Only names of this library's atomic writes are touched: hidden, ending in `.tmp`, in `shards/`
+    or next to `index.json`. A resumed collection then leaves the same folder as an uninterrupted one.
+    """
+    stale = [*(out / SHARD_DIR).glob(".*.npz.*.tmp"), *out.glob(f".{INDEX_NAME}.*.tmp")]
+    for path in stale:
+        path.unlink()
+    return stale
+
+
 def prepare_out(out: Path, config_json: dict, config_hash: str) -> dict:
     """Check the destination; return the previous index's entries by file (empty for a new dataset)."""
     if out.exists() and not out.is_dir():

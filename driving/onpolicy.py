@@ -47,6 +47,7 @@ from automot import spec
 from automot.checks import check_positive
 from automot.io import write_json_atomic
 from driving.collect import INDEX_NAME, SHARD_DIR, CollectConfig, _config_hash, _entry, shard_name
+from driving.collect_folder import remove_killed_writes
 from driving.scenarios import build_scenario
 from driving.shards import FORMAT_VERSION, SCHEMA, write_shard
 
@@ -366,8 +367,7 @@ def collect_on_policy(
                 f"with hash {previous.get('config_hash')}; use another directory"
             )
     (out / SHARD_DIR).mkdir(parents=True, exist_ok=True)
-    for stale in (out / SHARD_DIR).glob(".*.tmp"):  # left by a killed writer
-        stale.unlink()
+    remove_killed_writes(out)
     expected = {shard_name(s, seed): (s, seed) for s, seed in plan}
     entries: dict[tuple[str, int], dict] = {}
     for path in sorted((out / SHARD_DIR).glob("*.npz")):

@@ -99,6 +99,9 @@ def test_a_killed_round_resumes_to_the_same_dataset(round_one, tmp_path):
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
     assert len(list((out / "shards").glob("*.npz"))) == 1  # really half-way
+    # what a kill inside an atomic write leaves (the kill above may or may not have landed in one)
+    (out / ".index.json.0123456789ab.tmp").write_bytes(b"")
+    (out / "shards" / ".merge-0000011.npz.0123456789ab.tmp").write_bytes(b"half a shard")
     collect_round(learner, out, small_collect(episodes=2, seed_start=10), beta=BETA, round_index=1)
     assert files(out) == files(root / "r1")  # byte for byte, index included
     with pytest.raises(ValueError, match="expected a dataset collected with this config"):
