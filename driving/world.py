@@ -112,7 +112,7 @@ class World:
         self.drivable = DrivableArea(self.env.road.network, margin_m=OFFROAD_MARGIN_M)
         self.progress = ProgressTracker(self.route, self.ego_pose.position)
         self.bev.set_map(self.env.road.network, self.route)
-        self._object_ids: dict[int, int] = {}
+        self._object_ids: dict[int, tuple[int, object]] = {}  # id(obj) -> (episode id, obj)
         self.step_index = 0
         self.log = []
         self.frames = []
@@ -196,6 +196,17 @@ class World:
         return self.drivable.contains(self.ego.position)
 
     # ------------------------------------------------------------------ state log
+    def _object_id(self, obj) -> int:
+        """This episode's id of `obj`, numbered in order of first sight.
+
+        Keyed by `id(obj)` while holding `obj`, so the address cannot be freed and reused by a
+        vehicle spawned later (which would merge two cars in the agent-future labels).
+        """
+        key = id(obj)
+        if key not in self._object_ids:
+            self._object_ids[key] = (len(self._object_ids), obj)
+        return self._object_ids[key][0]
+
     def _objects(self) -> ObjectState:
         ids, boxes, speeds, static, signals = [], [], [], [], []
         ego = self.ego
@@ -203,11 +214,8 @@ class World:
         for obj in [*self.env.road.vehicles, *self.env.road.objects]:
             if obj is ego or not getattr(obj, "solid", True):
                 continue
-            key = id(obj)
-            if key not in self._object_ids:
-                self._object_ids[key] = len(self._object_ids)
             p = world_to_display(obj.position)
-            ids.append(self._object_ids[key])
+            ids.append(self._object_id(obj))
             boxes.append((p[0], p[1], heading_to_display(obj.heading), obj.LENGTH, obj.WIDTH))
             speeds.append(float(obj.speed))
             static.append(obj not in self.env.road.vehicles)

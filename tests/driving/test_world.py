@@ -85,3 +85,32 @@ def test_target_point_is_ahead_on_the_route():
     assert obs.target_point[0] == pytest.approx(30.0, abs=0.5) and abs(obs.target_point[1]) < 0.5
     with pytest.raises(ValueError, match="action"):
         world.step(np.array([0.0, np.nan]))
+
+
+def test_a_vehicle_spawned_after_another_left_gets_a_new_id():
+    """Object ids must not be recycled: highway-env removes cars and spawns new ones, and CPython
+    hands a freed car's address to a later object. Two cars under one id would merge their tracks
+    in the agent-future labels. Each round frees a car, allocates candidates and spawns the one at
+    the freed address if the allocator reused it (the case `id(obj)` keys get wrong)."""
+    import gc
+
+    from highway_env.vehicle.kinematics import Vehicle
+
+    world = World("intersection")
+    world.reset(3)
+    road = world.env.road
+    seen = set(world._objects().ids.tolist())
+    for k in range(6):
+        leaving = next(v for v in road.vehicles if v is not world.ego)
+        freed = id(leaving)
+        road.vehicles.remove(leaving)
+        del leaving
+        gc.collect()
+        candidates = [Vehicle(road, np.array([200.0 + 10 * k, 0.0]), 0.0, 5.0) for _ in range(64)]
+        road.vehicles.append(next((c for c in candidates if id(c) == freed), candidates[0]))
+        del candidates
+        ids = world._objects().ids.tolist()
+        assert ids[-1] not in seen, f"round {k}: the spawned car got the id {ids[-1]} of an earlier one"
+        assert len(set(ids)) == len(ids)
+        seen.update(ids)
+    world.close()
