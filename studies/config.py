@@ -284,6 +284,10 @@ class StudyConfig:
     augment: dict[str, float] = field(default_factory=dict)  # training.augment.EgoAugmentConfig fields
     # The AE's trajectory loss per sample x (1 + keyframe_weight x |the label's speed change|), training.keyframe
     keyframe_weight: float = 0.0
+    # The same two options for the refiner stage (the diffusion head reads the ego state through its
+    # AdaLN conditioning; training.stages.refiner); off by default
+    refiner_augment: dict[str, float] = field(default_factory=dict)
+    refiner_keyframe_weight: float = 0.0
     # driving.expert.ExpertConfig fields of the expert that drives the demonstrations, labels every
     # state (DAgger too) and runs as the `expert` baseline; e.g. {"other_routes": "any"}
     expert: dict[str, Any] = field(default_factory=dict)
@@ -317,9 +321,11 @@ class StudyConfig:
         from training.augment import EgoAugmentConfig
 
         EgoAugmentConfig(**self.augment)  # validates the names and values
+        EgoAugmentConfig(**self.refiner_augment)
         self.expert_config()  # validates the names and values
         check_positive("StudyConfig.bootstrap_samples", self.bootstrap_samples)
         check_positive("StudyConfig.keyframe_weight", self.keyframe_weight, allow_zero=True)
+        check_positive("StudyConfig.refiner_keyframe_weight", self.refiner_keyframe_weight, allow_zero=True)
         if self.latent is not None:
             self._check_latent_study()
 
@@ -336,6 +342,8 @@ class StudyConfig:
             "validation.every_n_steps": (self.validation.every_n_steps, 0),
             "augment": (self.augment, {}),
             "keyframe_weight": (self.keyframe_weight, 0.0),
+            "refiner_augment": (self.refiner_augment, {}),
+            "refiner_keyframe_weight": (self.refiner_keyframe_weight, 0.0),
             "expert": (self.expert, {}),
             "refiner": (self.refiner, _default("refiner")),
         }

@@ -532,6 +532,8 @@ def _refine(study: Path, config: StudyConfig, seed: int, head: str, status: Stat
         head_kwargs=head_spec.kwargs,
         optim=OptimConfig(lr=spec.lr, warmup_steps=spec.warmup_steps),
         export_dir=str(policy_dir(study, seed, head)),
+        augment=dict(config.refiner_augment) or None,
+        keyframe_weight=config.refiner_keyframe_weight,
     )
     ckpt = study / "work" / f"refine_{seed}_{head}"
     _fit(

@@ -24,6 +24,7 @@ import torch
 from automot import spec
 from automot.checks import check_positive
 from automot.types import SensorBatch
+from heads.types import ActionContext
 
 SPEED = spec.EGO_STATE_FIELDS.index("speed")
 HISTORY_SPEED = spec.HISTORY_FIELDS.index("speed")
@@ -47,19 +48,19 @@ class EgoAugmentConfig:
         return bool(self.history_dropout or self.state_dropout or self.speed_noise_std)
 
 
-def augment_ego(sensors: SensorBatch, config: EgoAugmentConfig, generator: torch.Generator) -> SensorBatch:
-    """A copy of `sensors` with the ego inputs perturbed as `config` says (ego_state (B, 3), ego_history (B, 4, 4))."""
-    if not config.active:
-        return sensors
-    state = sensors.ego_state.clone()
-    history = sensors.ego_history.clone()
+def perturb_ego(
+    ego_state: torch.Tensor, ego_history: torch.Tensor, config: EgoAugmentConfig, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Perturbed copies of ego_state (B, 3) and ego_history (B, 4, 4) as `config` says."""
+    state = ego_state.clone()
+    history = ego_history.clone()
     b = state.shape[0]
 
     def draw(*shape) -> torch.Tensor:
         return torch.rand(*shape, generator=generator).to(state.device)
 
     if config.speed_noise_std:
-        noise = torch.randn(b, generator=generator).to(state.device) * config.speed_noise_std
+        noise = torch.randn(b, generator=generator).to(state.device, state.dtype) * config.speed_noise_std
         state[:, SPEED] = (state[:, SPEED] + noise).clamp_min(0.0)
         history[:, :, HISTORY_SPEED] = (history[:, :, HISTORY_SPEED] + noise[:, None]).clamp_min(0.0)
     if config.state_dropout:
@@ -69,4 +70,23 @@ def augment_ego(sensors: SensorBatch, config: EgoAugmentConfig, generator: torch
     if config.history_dropout:
         keep = (draw(b) >= config.history_dropout).to(history.dtype)
         history = history * keep[:, None, None]
+    return state, history
+
+
+def augment_ego(sensors: SensorBatch, config: EgoAugmentConfig, generator: torch.Generator) -> SensorBatch:
+    """A copy of `sensors` with the ego inputs perturbed as `config` says (ego_state (B, 3), ego_history (B, 4, 4))."""
+    if not config.active:
+        return sensors
+    state, history = perturb_ego(sensors.ego_state, sensors.ego_history, config, generator)
     return dataclasses.replace(sensors, ego_state=state, ego_history=history)
+
+
+def augment_context(
+    ctx: ActionContext, config: EgoAugmentConfig, generator: torch.Generator
+) -> ActionContext:
+    """A copy of a head's context with its ego inputs perturbed: what a head trained over a frozen AE
+    (the refiner stage, whose contexts are memoised from clean inputs) reads of the ego state."""
+    if not config.active:
+        return ctx
+    state, history = perturb_ego(ctx.ego_state, ctx.ego_history, config, generator)
+    return dataclasses.replace(ctx, ego_state=state, ego_history=history)

@@ -340,3 +340,73 @@ def test_a_policy_finds_its_relative_ue_folder_from_any_working_directory(tmp_pa
     save_pretrained(bb.ae, absolute / "seeds" / "0" / "policy_mlp")
     shutil.move(absolute, tmp_path / "abs_moved")
     assert same_ue(load_pretrained(tmp_path / "abs_moved" / "seeds" / "0" / "policy_mlp"))
+
+
+def test_refiner_stage_augments_the_ego_inputs_its_head_reads_and_weights_keyframes(trained_policy):
+    """`augment`: the head's loss is its loss on the context with the ego inputs perturbed by the
+    step's augmentation generator (the memoised context stays clean); `keyframe_weight`: the samples
+    whose label changes speed weigh more, as in the AE stage."""
+    import dataclasses
+
+    from training.augment import EgoAugmentConfig, perturb_ego
+    from training.keyframe import keyframe_weights
+    from training.ue_memo import UEMemo
+
+    batch = next(iter(FakeDataModule().train_dataloader()))
+    braking = batch.waypoints.clone()
+    braking[0] = batch.waypoints[0] * 0.5  # sample 0 slows down: a keyframe
+    batch = dataclasses.replace(batch, waypoints=braking)
+    config = EgoAugmentConfig(history_dropout=0.5, state_dropout=0.5, speed_noise_std=0.5)
+
+    def stage(**kw):
+        torch.manual_seed(0)  # the same refiner weights in both stages
+        built = RefinerStage(policy=str(trained_policy), head_kwargs=TINY_HEAD, **kw)
+        built.train_seed = 3  # the same training noise
+        return built
+
+    plain, augmented = stage(), stage(augment=dict(vars(config)), keyframe_weight=2.0)
+    with torch.no_grad():
+        clean = plain.context_memo.get(batch.sensors, UEMemo.sample_keys(batch), plain._frozen_context)
+        state, history = perturb_ego(
+            clean.ego_state, clean.ego_history, config, augmented._augment_generator()
+        )
+        assert not torch.equal(state, clean.ego_state) and not torch.equal(history, clean.ego_history)
+        ctx = dataclasses.replace(clean, ego_state=state, ego_history=history)
+        w = keyframe_weights(batch.sensors.ego_state[:, 0], braking, 2.0)
+        assert w[0] > 1 and torch.all(w[1:] == 1)
+        want = plain.ae.head.loss(
+            ctx, plain.plan_target(batch), generator=plain.step_generator(), sample_weight=w
+        )
+        got = augmented.losses(batch)
+        assert torch.allclose(got["loss"], want["loss"], atol=1e-6)
+        assert not torch.allclose(got["loss"], plain.losses(batch)["loss"], atol=1e-4)
+        again = augmented.context_memo.get(
+            batch.sensors, UEMemo.sample_keys(batch), augmented._frozen_context
+        )
+        assert torch.equal(again.ego_state, clean.ego_state)  # the memo keeps the clean context
+    with pytest.raises(ValueError, match=r"RefinerStage.keyframe_weight: expected a number >= 0"):
+        stage(keyframe_weight=-1.0)
+
+
+def test_a_study_hands_its_refiner_options_to_the_refiner_stage(tmp_path, monkeypatch):
+    from studies import tasks
+    from studies.config import load_study_config
+
+    with pytest.raises(ValueError, match=r"StudyConfig.refiner_keyframe_weight: expected a value >= 0"):
+        load_study_config("smoke", {"refiner_keyframe_weight": -1})
+    config = load_study_config(
+        "smoke", {"refiner_augment": {"history_dropout": 0.25}, "refiner_keyframe_weight": 1.5}
+    )
+    seen = {}
+
+    class Built(Exception):
+        pass
+
+    def fake_stage(**kwargs):
+        seen.update(kwargs)
+        raise Built
+
+    monkeypatch.setattr("training.stages.RefinerStage", fake_stage)
+    with pytest.raises(Built):
+        tasks._refine(tmp_path, config, 0, "diffusion", tasks.StatusWriter(tmp_path, "r", "refine"))
+    assert seen["augment"] == {"history_dropout": 0.25} and seen["keyframe_weight"] == 1.5

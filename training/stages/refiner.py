@@ -9,19 +9,33 @@ AE is shaped by the refiner's gradient while its coarse plan and its decisions s
 they cannot drift. (A frozen prior over a fine-tuned AE would read moving latents with nothing
 holding its plan in place; that combination is refused.)
 
+`augment` and `keyframe_weight` are the action-expert stage's options (`training.augment`,
+`training.keyframe`) for the refiner: the ego inputs the head reads are perturbed (with a frozen AE,
+in the memoised context: the refiner's AdaLN conditioning and the prior's constant-velocity term;
+with `fine_tune_ae`, in the sensors, as the AE stage does) and the samples where the expert changes
+speed weigh more. Their noise depends only on (train_seed, step), so a resumed run draws the same.
+Off by default.
+
 The head swap is this stage's `head` argument: the same trained AE (`policy`) with `head: mlp` is
 the MLP baseline, with `head: diffusion` the refined one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+import torch
+
+from training.augment import SPEED, EgoAugmentConfig, augment_context, augment_ego
 from training.context_memo import ContextMemo
+from training.keyframe import keyframe_weights
 from training.optim import OptimConfig
 from training.policy import BackboneSpec, with_head
 from training.stages.base import PolicyStage
 from training.ue_memo import UEMemo
+
+AUGMENT_SALT = 0x5EED  # keeps the augmentation's stream apart from an AE stage's at the same seed and step
 
 
 class RefinerStage(PolicyStage):
@@ -38,7 +52,17 @@ class RefinerStage(PolicyStage):
         protocol: str = "stp3",
         sampling_seed: int = 0,
         export_dir: str | None = None,
+        augment: EgoAugmentConfig | dict | None = None,
+        keyframe_weight: float = 0.0,
     ) -> None:
+        if (
+            isinstance(keyframe_weight, bool)
+            or not isinstance(keyframe_weight, (int, float))
+            or keyframe_weight < 0
+        ):
+            raise ValueError(f"RefinerStage.keyframe_weight: expected a number >= 0, got {keyframe_weight!r}")
+        if isinstance(augment, dict):
+            augment = EgoAugmentConfig(**augment)
         bb = BackboneSpec(init_from=policy, ue_checkpoint=ue_checkpoint).build()
         if fine_tune_ae and head == "diffusion":
             head_kwargs = _differentiable(head_kwargs, prior_loss_weight)
@@ -56,6 +80,8 @@ class RefinerStage(PolicyStage):
         if prior is not None:
             # The prior follows the head's own setting (frozen unless the head trains it).
             prior.requires_grad_(fine_tune_ae or head_module.trains_prior)
+        self.augment = augment if augment is not None else EgoAugmentConfig()
+        self.keyframe_weight = float(keyframe_weight)
         self.setup_ema()
         self.train()  # Lightning keeps each module's mode: set it once, here
 
@@ -76,14 +102,37 @@ class RefinerStage(PolicyStage):
         sensors = sensors.to(self.device)
         return self.ae(sensors, self.ue_memo.prefill(sensors, keys), with_plan=False).context
 
+    def _augment_generator(self) -> torch.Generator:
+        """The ego augmentation's noise of this step: a function of (train_seed, step) only, a stream
+        apart from the head's training noise (`step_generator`)."""
+        return torch.Generator().manual_seed(
+            self.train_seed * 1_000_003 + int(self.global_step) + AUGMENT_SALT
+        )
+
     def losses(self, batch) -> dict:
+        weighting = {}
+        if self.keyframe_weight > 0:  # from the recorded speed, before any augmentation
+            speed = batch.sensors.ego_state[:, SPEED]
+            weighting["sample_weight"] = keyframe_weights(speed, batch.waypoints, self.keyframe_weight).to(
+                self.device
+            )
         if not self.fine_tune_ae:
             # A frozen AE gives every sample the same context each epoch: compute it once.
             ctx = self.context_memo.get(batch.sensors, UEMemo.sample_keys(batch), self._frozen_context)
-            parts = self.ae.head.loss(ctx, self.plan_target(batch), generator=self.step_generator())
+            if self.augment.active:
+                ctx = augment_context(ctx, self.augment, self._augment_generator())
+            parts = self.ae.head.loss(
+                ctx, self.plan_target(batch), generator=self.step_generator(), **weighting
+            )
             return {"loss": parts["loss"], **{k: v for k, v in parts.items() if k != "loss"}}
+        if self.augment.active:
+            batch = dataclasses.replace(
+                batch, sensors=augment_ego(batch.sensors, self.augment, self._augment_generator())
+            )
         out = self.forward_ae(batch, with_plan=False)
-        parts = self.ae.head.loss(out.context, self.plan_target(batch), generator=self.step_generator())
+        parts = self.ae.head.loss(
+            out.context, self.plan_target(batch), generator=self.step_generator(), **weighting
+        )
         out_parts = {k: v for k, v in parts.items() if k != "loss"}
         loss = parts["loss"]
         if self.decision_weight > 0:
