@@ -36,6 +36,12 @@ def step_generator(train_seed: int, step: int, device: torch.device | str = "cpu
     return torch.Generator(device=device).manual_seed(_seed(train_seed, step))
 
 
+def stream_generator(train_seed: int, step: int, stream: int) -> torch.Generator:
+    """A CPU generator of one step's draws for another purpose than the training noise (e.g. input
+    augmentation): `stream` keeps it apart from `step_generator` and from other streams."""
+    return torch.Generator().manual_seed((_seed(train_seed, step) + int(stream)) % _MOD)
+
+
 @contextlib.contextmanager
 def step_global_rng(train_seed: int, step: int, device: torch.device | str = "cpu") -> Iterator[None]:
     """Inside: the global RNG (CPU, and `device` when it is a GPU) is seeded from (train_seed, step);

@@ -361,7 +361,7 @@ def test_refiner_stage_augments_the_ego_inputs_its_head_reads_and_weights_keyfra
     def stage(**kw):
         torch.manual_seed(0)  # the same refiner weights in both stages
         built = RefinerStage(policy=str(trained_policy), head_kwargs=TINY_HEAD, **kw)
-        built.train_seed = 3  # the same training noise
+        built.train_seed = 2**62 - 5  # the same training noise (seeds are drawn below 2**62)
         return built
 
     plain, augmented = stage(), stage(augment=dict(vars(config)), keyframe_weight=2.0)

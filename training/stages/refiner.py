@@ -33,9 +33,10 @@ from training.keyframe import keyframe_weights
 from training.optim import OptimConfig
 from training.policy import BackboneSpec, with_head
 from training.stages.base import PolicyStage
+from training.step_rng import stream_generator
 from training.ue_memo import UEMemo
 
-AUGMENT_SALT = 0x5EED  # keeps the augmentation's stream apart from an AE stage's at the same seed and step
+AUGMENT_STREAM = 0x5EED  # the ego augmentation's generator stream (training.step_rng)
 
 
 class RefinerStage(PolicyStage):
@@ -105,9 +106,7 @@ class RefinerStage(PolicyStage):
     def _augment_generator(self) -> torch.Generator:
         """The ego augmentation's noise of this step: a function of (train_seed, step) only, a stream
         apart from the head's training noise (`step_generator`)."""
-        return torch.Generator().manual_seed(
-            self.train_seed * 1_000_003 + int(self.global_step) + AUGMENT_SALT
-        )
+        return stream_generator(self.train_seed, int(self.global_step), AUGMENT_STREAM)
 
     def losses(self, batch) -> dict:
         weighting = {}
