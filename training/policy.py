@@ -136,4 +136,16 @@ def load_pretrained(
             ue_config, checkpoint=locate_ue_checkpoint(directory, ue_config.checkpoint)
         )
     ue = FrozenQwen3VLExpert.from_config(ue_config, device=device)
+    if _stale(ae.config.ue.checkpoint, ue_config.checkpoint):
+        # The recorded path no longer names the UE in use (the study moved, or another working
+        # directory): record the one used, so a policy exported from this AE (a refiner around it,
+        # a fine-tuned round) names a UE folder that exists, relative to itself too.
+        ae.config = dataclasses.replace(ae.config, ue=ue_config)
     return MoTBackbone(ue, ae)
+
+
+def _stale(recorded: str | None, used: str | None) -> bool:
+    """Does the recorded UE path fail to name the folder actually used?"""
+    if recorded is None or used is None:
+        return recorded != used
+    return not Path(recorded).is_dir() or Path(recorded).resolve() != Path(used).resolve()

@@ -323,6 +323,15 @@ def test_a_policy_finds_its_relative_ue_folder_from_any_working_directory(tmp_pa
     shutil.move(tmp_path / "study", tmp_path / "moved")  # the whole study folder moves
     moved = tmp_path / "moved" / "seeds" / "0" / "policy_mlp"
     assert same_ue(load_pretrained(moved))
+    # A policy exported from the moved one (a refiner around it, from this working directory) names
+    # the UE it was built with, so it loads from another working directory too.
+    refined = save_pretrained(
+        load_pretrained(moved).ae, tmp_path / "moved" / "seeds" / "0" / "policy_refined"
+    )
+    assert json.loads((refined / "mot_config.json").read_text())["ue_checkpoint_from_folder"] == "../../../ue"
+    monkeypatch.chdir(tmp_path)
+    assert same_ue(load_pretrained(refined))
+    monkeypatch.chdir(elsewhere)
 
     del meta["ue_checkpoint_from_folder"]  # a policy folder from before the record existed
     (moved / "mot_config.json").write_text(json.dumps(meta))
