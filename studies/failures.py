@@ -92,7 +92,7 @@ def draw_worst_episode(study: Path, config, head: str, scenario: str, worst: dic
     from driving.closed_loop import run_episode
     from driving.controller import Tracker
     from driving.world import World
-    from studies.tasks import _scenario_overrides, _sensors, policy_dir
+    from studies.tasks import policy_dir, scenario_overrides, study_sensors
 
     if worst["kind"] == "baseline":
         from driving.baselines import build_policy
@@ -110,7 +110,8 @@ def draw_worst_episode(study: Path, config, head: str, scenario: str, worst: dic
 
     recorder = _Recorder(policy, config.expert_config())
     world = World(
-        build_scenario(scenario, **_scenario_overrides(config).get(scenario, {})), sensors=_sensors(config)
+        build_scenario(scenario, **scenario_overrides(config).get(scenario, {})),
+        sensors=study_sensors(config),
     )
     try:
         record = run_episode(recorder, world, int(worst["seed"]), Tracker(world.sim))

@@ -33,13 +33,13 @@ from studies.tasks import (
     Task,
     _closed_loop,
     _fit,
-    _scenario_overrides,
-    _sensors,
     _trainer,
     _ue,
     data_dir,
     run_id,
     run_path,
+    scenario_overrides,
+    study_sensors,
 )
 
 ARMS = ("pretrained", "scratch")
@@ -182,8 +182,8 @@ def _collect_two_workers(study: Path, config: StudyConfig, split: str) -> None:
         scenarios=list(config.data.scenarios),
         episodes=episodes[split],
         split=split,
-        scenario_overrides=_scenario_overrides(config),
-        sensors=_sensors(config),
+        scenario_overrides=scenario_overrides(config),
+        sensors=study_sensors(config),
     )
     collect(collect_config, data_dir(study, split), workers=2, progress=False)
 
@@ -199,8 +199,8 @@ def _collect_unlabeled(study: Path, config: StudyConfig) -> None:
         scenarios=list(config.data.scenarios),
         episodes=config.latent.unlabeled_episodes,
         split="train",
-        scenario_overrides=_scenario_overrides(config),
-        sensors=_sensors(config),
+        scenario_overrides=scenario_overrides(config),
+        sensors=study_sensors(config),
         labeled=False,
     )
     collect(collect_config, data_dir(study, "unlabeled"), workers=1, progress=False)

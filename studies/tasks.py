@@ -244,14 +244,14 @@ def run_task(
     return task_id
 
 
-def _scenario_overrides(config: StudyConfig) -> dict[str, dict]:
+def scenario_overrides(config: StudyConfig) -> dict[str, dict]:
     over = {"density": config.data.density}
     if config.data.duration_s is not None:
         over["duration_s"] = config.data.duration_s
     return {name: dict(over) for name in config.data.scenarios}
 
 
-def _sensors(config: StudyConfig):
+def study_sensors(config: StudyConfig):
     """The same sensors for demonstrations and closed-loop evaluation."""
     from driving.config import BEVConfig, CameraConfig, SensorConfig
 
@@ -273,8 +273,8 @@ def _collect(study: Path, config: StudyConfig, split: str, status: StatusWriter)
         scenarios=list(config.data.scenarios),
         episodes=episodes,
         split=split,
-        scenario_overrides=_scenario_overrides(config),
-        sensors=_sensors(config),
+        scenario_overrides=scenario_overrides(config),
+        sensors=study_sensors(config),
         expert=dict(config.expert),
     )
     total = len(collect_config.episodes_plan())
@@ -308,7 +308,7 @@ def _dagger(
     from training.dagger import collect_round
 
     spec = config.dagger
-    overrides = _scenario_overrides(config)
+    overrides = scenario_overrides(config)
 
     def collect(scenarios: list[str], episodes: int, seed_start: int, out: Path) -> dict:
         collect_config = CollectConfig(
@@ -317,7 +317,7 @@ def _dagger(
             split="train",
             seed_start=seed_start,
             scenario_overrides={k: v for k, v in overrides.items() if k in scenarios},
-            sensors=_sensors(config),
+            sensors=study_sensors(config),
             expert=dict(config.expert),
         )
         return collect_round(
@@ -454,7 +454,7 @@ def _validation(study: Path, config: StudyConfig, seed: int, round_index: int):
         refresh_every=config.eval.refresh_every,
         image_size=config.data.image_size,
         turn_signals=config.data.turn_signals,
-        scenario_overrides=_scenario_overrides(config),
+        scenario_overrides=scenario_overrides(config),
         select=spec.select,
         history_path=str(round_record_path(study, seed, round_index).with_suffix(".val.json")),
     )
@@ -555,10 +555,10 @@ def _closed_loop(
     from driving import EvalConfig, build_scenario, split_seeds
     from training.evaluate import evaluate_closed_loop
 
-    scenarios = [build_scenario(name, **over) for name, over in _scenario_overrides(config).items()]
+    scenarios = [build_scenario(name, **over) for name, over in scenario_overrides(config).items()]
     seeds = split_seeds("test", config.eval.episodes)
     episodes = study / RUNS_DIR / f"{rid}.episodes.jsonl"
-    eval_config = EvalConfig(sensors=_sensors(config))
+    eval_config = EvalConfig(sensors=study_sensors(config))
     total, done = len(scenarios) * len(seeds), [len(read_jsonl(episodes))]
     if status is not None:
         status.update("closed loop", done[0], total, "episode", force=True)
