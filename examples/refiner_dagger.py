@@ -29,13 +29,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--study", required=True, help="a finished head-comparison study folder")
     parser.add_argument("--seed", type=int, required=True, help="the training seed to continue")
     parser.add_argument("--out", required=True, help="folder for the rollouts and the new policy")
     parser.add_argument("--head", default="diffusion", help="the study's refining head label")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -126,6 +126,7 @@ def main() -> None:
     last = ckpt / "last.ckpt"
     trainer.fit(stage, datamodule=data, ckpt_path=str(last) if last.exists() else None, weights_only=True)
     print(f"refiner trained: {out / 'policy_diffusion'} ({time.perf_counter() - start:.0f} s in all)")
+    return out / "policy_diffusion"
 
 
 if __name__ == "__main__":

@@ -223,3 +223,36 @@ def test_variance_study_example_reports_from_python(smoke, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "IQM of episode DS, mlp" in printed and "P(mlp > diffusion)" in printed
     assert "detects a true difference of" in printed and summary["complete"]
+
+
+def test_refiner_dagger_example_rolls_out_the_refiner_and_trains_it_again(smoke, tmp_path, capsys):
+    """examples/refiner_dagger.py on the smoke study: the rollouts are the diffusion policy's, on seeds
+    the study never used, labelled by the expert; the new refiner sits on the study's unchanged AE and
+    MLP head and differs from the study's refiner (it saw the rollouts)."""
+    import json
+    import runpy
+
+    import torch
+    from safetensors.torch import load_file
+
+    from studies.tasks import policy_dir
+
+    result, _ = smoke
+    study = result.study_dir
+    before = {p: p.read_bytes() for p in sorted(study.rglob("*")) if p.is_file() and p.suffix != ".lock"}
+    main = runpy.run_path(str(ROOT / "examples" / "refiner_dagger.py"))["main"]
+    new = main(["--study", str(study), "--seed", "0", "--out", str(tmp_path / "rd")])
+    assert "rollouts: 4 episodes" in capsys.readouterr().out
+    index = json.loads((tmp_path / "rd" / "0" / "rollouts" / "index.json").read_text())
+    assert index["kind"] == "on_policy" and index["complete"]
+    assert index["config"]["policy_id"].startswith("policy_diffusion@")
+    config = json.loads((study / "study.json").read_text())
+    assert min(e["seed"] for e in index["episodes"]) >= config["data"]["train_episodes"]
+    weights = load_file(new / "action_expert.safetensors")
+    old = load_file(policy_dir(study, 0, "diffusion") / "action_expert.safetensors")
+    mlp = load_file(policy_dir(study, 0, "mlp") / "action_expert.safetensors")
+    assert weights.keys() == old.keys()
+    refiner = [k for k in weights if k.startswith("head.denoiser.")]
+    assert refiner and any(not torch.equal(weights[k], old[k]) for k in refiner)
+    assert all(torch.equal(weights[k], mlp[k]) for k in mlp if not k.startswith("head."))
+    assert {p: p.read_bytes() for p in before} == before  # the study folder is only read
