@@ -41,11 +41,10 @@ def main(argv: list[str] | None = None) -> Path:
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
-    from driving.collect import CollectConfig
     from driving.datamodule import DrivingDataModule
     from driving.onpolicy import ControlNoise
     from studies.config import StudyConfig, build_config
-    from studies.tasks import data_dir, policy_dir, scenario_overrides, study_sensors, train_dirs
+    from studies.tasks import data_dir, policy_dir, rollout_collect_config, train_dirs
     from training.dagger import collect_round
     from training.optim import OptimConfig
     from training.stages import RefinerStage
@@ -58,22 +57,12 @@ def main(argv: list[str] | None = None) -> Path:
         )
     spec, head = config.dagger, config.head(args.head)
     out = Path(args.out) / str(seed)
-    overrides = scenario_overrides(config)
 
     def collect(scenarios: list[str], episodes: int, seed_start: int, dest: Path) -> dict:
-        collect_config = CollectConfig(
-            scenarios=scenarios,
-            episodes=episodes,
-            split="train",
-            seed_start=seed_start,
-            scenario_overrides={k: v for k, v in overrides.items() if k in scenarios},
-            sensors=study_sensors(config),
-            expert=dict(config.expert),
-        )
         return collect_round(
             policy_dir(study, seed, args.head),
             dest,
-            collect_config,
+            rollout_collect_config(config, scenarios, episodes, seed_start),
             beta=0.0,
             noise=ControlNoise(**asdict(spec.noise)),
             round_index=spec.rounds + 1,

@@ -296,6 +296,23 @@ def _collect(study: Path, config: StudyConfig, split: str, status: StatusWriter)
     )
 
 
+def rollout_collect_config(config: StudyConfig, scenarios: list[str], episodes: int, seed_start: int):
+    """The `driving.collect.CollectConfig` of a study's on-policy rollouts: train-split seeds from
+    `seed_start`, the study's scenario settings, sensors and expert."""
+    from driving.collect import CollectConfig
+
+    overrides = scenario_overrides(config)
+    return CollectConfig(
+        scenarios=scenarios,
+        episodes=episodes,
+        split="train",
+        seed_start=seed_start,
+        scenario_overrides={k: v for k, v in overrides.items() if k in scenarios},
+        sensors=study_sensors(config),
+        expert=dict(config.expert),
+    )
+
+
 def _dagger(
     study: Path, config: StudyConfig, seed: int, round_index: int, status: StatusWriter, extra: bool = False
 ) -> None:
@@ -303,27 +320,16 @@ def _dagger(
     has extra rollouts; `config.dagger` says which)."""
     from dataclasses import asdict
 
-    from driving.collect import CollectConfig
     from driving.onpolicy import ControlNoise
     from training.dagger import collect_round
 
     spec = config.dagger
-    overrides = scenario_overrides(config)
 
     def collect(scenarios: list[str], episodes: int, seed_start: int, out: Path) -> dict:
-        collect_config = CollectConfig(
-            scenarios=scenarios,
-            episodes=episodes,
-            split="train",
-            seed_start=seed_start,
-            scenario_overrides={k: v for k, v in overrides.items() if k in scenarios},
-            sensors=study_sensors(config),
-            expert=dict(config.expert),
-        )
         return collect_round(
             round_policy_dir(study, config, seed, round_index - 1),
             out,
-            collect_config,
+            rollout_collect_config(config, scenarios, episodes, seed_start),
             beta=spec.beta_of(round_index),
             noise=ControlNoise(**asdict(spec.noise)),
             round_index=round_index,
