@@ -147,6 +147,14 @@ def test_latent_spec_refuses_bad_fine_tuning_options(field, value, message):
         ({"augment": {"state_dropout": 0.3}}, r"StudyConfig.augment: a latent study does not run"),
         ({"refiner": {"steps": 5}}, r"StudyConfig.refiner: a latent study does not run"),
         ({"keyframe_weight": 2.0}, r"StudyConfig.keyframe_weight: a latent study does not run .* got 2.0"),
+        (
+            {"refiner_augment": {"history_dropout": 0.5}},
+            r"StudyConfig.refiner_augment: a latent study does not run",
+        ),
+        (
+            {"refiner_keyframe_weight": 1.0},
+            r"StudyConfig.refiner_keyframe_weight: a latent study does not run",
+        ),
     ],
 )
 def test_a_latent_study_refuses_what_only_the_head_study_reads(override, message):
