@@ -318,10 +318,10 @@ class StudyConfig:
                 raise ValueError(
                     f"DaggerSpec.{name}: expected names from the study's scenarios {list(self.data.scenarios)}, got {bad}"
                 )
-        from training.augment import EgoAugmentConfig
+        from training.augment import as_augment_config
 
-        EgoAugmentConfig(**self.augment)  # validates the names and values
-        EgoAugmentConfig(**self.refiner_augment)
+        as_augment_config(self.augment, field="StudyConfig.augment")  # validates the names and values
+        as_augment_config(self.refiner_augment, field="StudyConfig.refiner_augment")
         self.expert_config()  # validates the names and values
         check_positive("StudyConfig.bootstrap_samples", self.bootstrap_samples)
         check_positive("StudyConfig.keyframe_weight", self.keyframe_weight, allow_zero=True)

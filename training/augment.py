@@ -48,6 +48,17 @@ class EgoAugmentConfig:
         return bool(self.history_dropout or self.state_dropout or self.speed_noise_std)
 
 
+def as_augment_config(value: EgoAugmentConfig | dict | None, *, field: str) -> EgoAugmentConfig:
+    """None (off), a dict of `EgoAugmentConfig` fields or a config -> a config; an unknown field or a
+    bad value is a `ValueError` naming `field`."""
+    from automot.config import build_config
+
+    try:
+        return build_config(EgoAugmentConfig, value)
+    except ValueError as err:
+        raise ValueError(f"{field}: {err}") from None
+
+
 def perturb_ego(
     ego_state: torch.Tensor, ego_history: torch.Tensor, config: EgoAugmentConfig, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:

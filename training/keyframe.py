@@ -24,6 +24,7 @@ import torch
 
 from automot import spec
 from automot.checks import check_tensor
+from training.augment import SPEED
 
 ONE_SECOND = spec.horizon_waypoint_index(1.0)
 
@@ -38,6 +39,22 @@ def plan_speed_change(speed: torch.Tensor, waypoints: torch.Tensor) -> torch.Ten
     points = torch.cat([waypoints.new_zeros(waypoints.shape[0], 1, 2), waypoints[:, : ONE_SECOND + 1]], 1)
     path = (points[:, 1:] - points[:, :-1]).norm(dim=-1).sum(-1)  # (B,)
     return path / spec.waypoint_times_s()[ONE_SECOND] - speed.to(path.dtype)
+
+
+def check_keyframe_weight(value, *, field: str) -> float:
+    """A keyframe weight (a number >= 0) as float; anything else is a `ValueError` naming `field`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"{field}: expected a number >= 0, got {value!r}")
+    return float(value)
+
+
+def keyframe_weighting(batch, keyframe_weight: float) -> dict[str, torch.Tensor]:
+    """The `sample_weight` keyword of a head's `loss` for a training batch ({} at weight 0), from the
+    batch's recorded speed (before any ego augmentation) and its label waypoints."""
+    if keyframe_weight <= 0:
+        return {}
+    speed = batch.sensors.ego_state[:, SPEED]
+    return {"sample_weight": keyframe_weights(speed, batch.waypoints, keyframe_weight)}
 
 
 def keyframe_weights(speed: torch.Tensor, waypoints: torch.Tensor, keyframe_weight: float) -> torch.Tensor:

@@ -108,3 +108,26 @@ def test_the_reference_profile_is_the_demo_pipeline_with_dagger_on_top():
         assert tasks[f"dagger:{seed}:2"].deps == (f"ae:{seed}:r1",)
         assert tasks[f"refine:{seed}:diffusion"].deps == (f"ae:{seed}:r2",)
         assert tasks[f"eval:mlp:{seed}:0"].deps[0] == f"ae:{seed}:r2"
+
+
+def test_an_unknown_or_bad_augment_field_is_refused_by_name():
+    """At the study config and at both stages, before anything is built: a `ValueError` naming the
+    field, not a `TypeError` from the dataclass."""
+    from studies.config import load_study_config
+    from training.stages import ActionExpertStage, RefinerStage
+
+    for name in ("augment", "refiner_augment"):
+        with pytest.raises(
+            ValueError, match=rf"StudyConfig.{name}: EgoAugmentConfig: unknown field\(s\) \['bogus'\]"
+        ):
+            load_study_config("smoke", {name: {"bogus": 1}})
+        with pytest.raises(
+            ValueError, match=rf"StudyConfig.{name}: EgoAugmentConfig.history_dropout: expected a probability"
+        ):
+            load_study_config("smoke", {name: {"history_dropout": 2}})
+    with pytest.raises(
+        ValueError, match=r"RefinerStage.augment: EgoAugmentConfig: unknown field\(s\) \['bogus'\]"
+    ):
+        RefinerStage(policy="no/such/policy", augment={"bogus": 1})
+    with pytest.raises(ValueError, match=r"ActionExpertStage.augment: EgoAugmentConfig: expected"):
+        ActionExpertStage(augment=[0.5])

@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from training.augment import SPEED, EgoAugmentConfig, augment_ego
-from training.keyframe import keyframe_weights
+from training.augment import EgoAugmentConfig, as_augment_config, augment_ego
+from training.keyframe import check_keyframe_weight, keyframe_weighting
 from training.optim import OptimConfig
 from training.policy import BackboneSpec, with_head
 from training.stages.base import PolicyStage
@@ -39,14 +39,8 @@ class ActionExpertStage(PolicyStage):
         augment: EgoAugmentConfig | None = None,
         keyframe_weight: float = 0.0,
     ) -> None:
-        if (
-            isinstance(keyframe_weight, bool)
-            or not isinstance(keyframe_weight, (int, float))
-            or keyframe_weight < 0
-        ):
-            raise ValueError(
-                f"ActionExpertStage.keyframe_weight: expected a number >= 0, got {keyframe_weight!r}"
-            )
+        keyframe_weight = check_keyframe_weight(keyframe_weight, field="ActionExpertStage.keyframe_weight")
+        augment = as_augment_config(augment, field="ActionExpertStage.augment")
         spec = backbone if backbone is not None else BackboneSpec()
         bb = spec.build()
         if head != bb.ae.config.head or head_kwargs:
@@ -62,17 +56,12 @@ class ActionExpertStage(PolicyStage):
         self.decision_weight, self.trajectory_weight = decision_weight, trajectory_weight
         self.ae.requires_grad_(True)
         self.setup_ema()
-        if isinstance(augment, dict):
-            augment = EgoAugmentConfig(**augment)
-        self.augment = augment if augment is not None else EgoAugmentConfig()
+        self.augment = augment
         self.augment_seed = spec.seed
-        self.keyframe_weight = float(keyframe_weight)
+        self.keyframe_weight = keyframe_weight
 
     def losses(self, batch) -> dict:
-        weighting = {}
-        if self.keyframe_weight > 0:  # from the unperturbed speed, before the augmentation
-            speed = batch.sensors.ego_state[:, SPEED]
-            weighting["sample_weight"] = keyframe_weights(speed, batch.waypoints, self.keyframe_weight)
+        weighting = keyframe_weighting(batch, self.keyframe_weight)  # before the augmentation
         if self.augment.active:
             g = torch.Generator().manual_seed(self.augment_seed * 1_000_003 + int(self.global_step))
             batch = dataclasses.replace(batch, sensors=augment_ego(batch.sensors, self.augment, g))

@@ -27,9 +27,9 @@ from typing import Any
 
 import torch
 
-from training.augment import SPEED, EgoAugmentConfig, augment_context, augment_ego
+from training.augment import EgoAugmentConfig, as_augment_config, augment_context, augment_ego
 from training.context_memo import ContextMemo
-from training.keyframe import keyframe_weights
+from training.keyframe import check_keyframe_weight, keyframe_weighting
 from training.optim import OptimConfig
 from training.policy import BackboneSpec, with_head
 from training.stages.base import PolicyStage
@@ -56,14 +56,8 @@ class RefinerStage(PolicyStage):
         augment: EgoAugmentConfig | dict | None = None,
         keyframe_weight: float = 0.0,
     ) -> None:
-        if (
-            isinstance(keyframe_weight, bool)
-            or not isinstance(keyframe_weight, (int, float))
-            or keyframe_weight < 0
-        ):
-            raise ValueError(f"RefinerStage.keyframe_weight: expected a number >= 0, got {keyframe_weight!r}")
-        if isinstance(augment, dict):
-            augment = EgoAugmentConfig(**augment)
+        keyframe_weight = check_keyframe_weight(keyframe_weight, field="RefinerStage.keyframe_weight")
+        augment = as_augment_config(augment, field="RefinerStage.augment")
         bb = BackboneSpec(init_from=policy, ue_checkpoint=ue_checkpoint).build()
         if fine_tune_ae and head == "diffusion":
             head_kwargs = _differentiable(head_kwargs, prior_loss_weight)
@@ -81,8 +75,8 @@ class RefinerStage(PolicyStage):
         if prior is not None:
             # The prior follows the head's own setting (frozen unless the head trains it).
             prior.requires_grad_(fine_tune_ae or head_module.trains_prior)
-        self.augment = augment if augment is not None else EgoAugmentConfig()
-        self.keyframe_weight = float(keyframe_weight)
+        self.augment = augment
+        self.keyframe_weight = keyframe_weight
         self.setup_ema()
         self.train()  # Lightning keeps each module's mode: set it once, here
 
@@ -109,12 +103,7 @@ class RefinerStage(PolicyStage):
         return stream_generator(self.train_seed, int(self.global_step), AUGMENT_STREAM)
 
     def losses(self, batch) -> dict:
-        weighting = {}
-        if self.keyframe_weight > 0:  # from the recorded speed, before any augmentation
-            speed = batch.sensors.ego_state[:, SPEED]
-            weighting["sample_weight"] = keyframe_weights(speed, batch.waypoints, self.keyframe_weight).to(
-                self.device
-            )
+        weighting = keyframe_weighting(batch, self.keyframe_weight)  # before any augmentation
         if not self.fine_tune_ae:
             # A frozen AE gives every sample the same context each epoch: compute it once.
             ctx = self.context_memo.get(batch.sensors, UEMemo.sample_keys(batch), self._frozen_context)
