@@ -113,6 +113,31 @@ class DartSpec:
         return self.episode_fraction > 0 and (self.acceleration_std > 0 or self.lateral_accel_std > 0)
 
 
+def _check_rollouts(spec, name: str) -> None:
+    """The rollout fields shared by `DaggerSpec` and `RefinerDaggerSpec`, checked under `name`."""
+    if isinstance(spec.noise, dict):
+        spec.noise = DartSpec(**spec.noise)
+    check_positive(f"{name}.rounds", spec.rounds, allow_zero=True)
+    spec.extra_scenarios = list(spec.extra_scenarios)
+    if len(set(spec.extra_scenarios)) != len(spec.extra_scenarios):
+        raise ValueError(
+            f"{name}.extra_scenarios: expected distinct scenario names, got {spec.extra_scenarios}"
+        )
+    check_positive(f"{name}.extra_episodes", spec.extra_episodes, allow_zero=True)
+    if bool(spec.extra_scenarios) != (spec.extra_episodes > 0):
+        raise ValueError(
+            f"{name}.extra_episodes: expected > 0 exactly when extra_scenarios are named, got "
+            f"{spec.extra_episodes} with extra_scenarios {spec.extra_scenarios}"
+        )
+    if spec.scenarios is not None:
+        spec.scenarios = list(spec.scenarios)
+        if not spec.scenarios or len(set(spec.scenarios)) != len(spec.scenarios):
+            raise ValueError(f"{name}.scenarios: expected distinct scenario names, got {spec.scenarios}")
+    check_positive(f"{name}.episodes", spec.episodes)
+    if not 0.0 <= spec.beta <= 1.0:
+        raise ValueError(f"{name}.beta: expected a value in [0, 1], got {spec.beta}")
+
+
 @dataclass
 class DaggerSpec:
     """On-policy rounds after behaviour cloning: roll out the current policy of each training seed on fresh
@@ -133,32 +158,12 @@ class DaggerSpec:
     noise: DartSpec = field(default_factory=DartSpec)  # DART noise on the rollouts too
 
     def __post_init__(self) -> None:
-        if isinstance(self.noise, dict):
-            self.noise = DartSpec(**self.noise)
-        check_positive("DaggerSpec.rounds", self.rounds, allow_zero=True)
-        self.extra_scenarios = list(self.extra_scenarios)
-        if len(set(self.extra_scenarios)) != len(self.extra_scenarios):
-            raise ValueError(
-                f"DaggerSpec.extra_scenarios: expected distinct scenario names, got {self.extra_scenarios}"
-            )
-        check_positive("DaggerSpec.extra_episodes", self.extra_episodes, allow_zero=True)
-        if bool(self.extra_scenarios) != (self.extra_episodes > 0):
-            raise ValueError(
-                "DaggerSpec.extra_episodes: expected > 0 exactly when extra_scenarios are named, got "
-                f"{self.extra_episodes} with extra_scenarios {self.extra_scenarios}"
-            )
-        if self.scenarios is not None:
-            self.scenarios = list(self.scenarios)
-            if not self.scenarios or len(set(self.scenarios)) != len(self.scenarios):
-                raise ValueError(
-                    f"DaggerSpec.scenarios: expected distinct scenario names, got {self.scenarios}"
-                )
-        for name in ("episodes", "steps", "lr"):
+        _check_rollouts(self, "DaggerSpec")
+        for name in ("steps", "lr"):
             check_positive(f"DaggerSpec.{name}", getattr(self, name))
         check_positive("DaggerSpec.warmup_steps", self.warmup_steps, allow_zero=True)
-        for name in ("beta", "beta_decay"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"DaggerSpec.{name}: expected a value in [0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.beta_decay <= 1.0:
+            raise ValueError(f"DaggerSpec.beta_decay: expected a value in [0, 1], got {self.beta_decay}")
 
     def scenarios_of(self, data_scenarios: list[str]) -> list[str]:
         """The scenarios the rounds roll out: `scenarios`, else all of the study's."""
@@ -175,6 +180,44 @@ class DaggerSpec:
 
     def beta_of(self, round_index: int) -> float:
         return self.beta * self.beta_decay ** (round_index - 1)
+
+    @property
+    def seeds_used(self) -> int:
+        """Train-split seeds per scenario that all rounds use (regular + extra) after the demonstrations."""
+        return self.rounds * (self.episodes + self.extra_episodes)
+
+
+@dataclass
+class RefinerDaggerSpec:
+    """DAgger for the refining heads, after the AE's rounds: roll out each refining head's current
+    policy (sampling seed 0) on fresh train-split seeds, label every visited state with the expert, and
+    train the refiner again from scratch (the `refiner` settings, around the same final MLP policy) on
+    the AE's training data plus that head's rollouts so far. The AE's rounds never show a refiner the
+    states its own plans lead to; these do. Rollout seeds come after every seed the AE's rounds used;
+    round r's regular rollouts first, then its extra ones."""
+
+    rounds: int = 0  # 0: the refiner trains once, on the AE's data
+    episodes: int = 4  # per scenario and round
+    scenarios: list[str] | None = None  # None: all of the study's
+    extra_scenarios: list[str] = field(default_factory=list)
+    extra_episodes: int = 0
+    beta: float = 0.0  # probability per step of executing the expert's command
+    noise: DartSpec = field(default_factory=DartSpec)
+
+    def __post_init__(self) -> None:
+        _check_rollouts(self, "RefinerDaggerSpec")
+
+    def scenarios_of(self, data_scenarios: list[str]) -> list[str]:
+        return list(self.scenarios) if self.scenarios is not None else list(data_scenarios)
+
+    @property
+    def has_extra(self) -> bool:
+        return bool(self.extra_scenarios)
+
+    def seed_start(self, after: int, round_index: int) -> int:
+        """First train-split seed of round `round_index`'s regular rollouts, the first `after` seeds
+        being taken (the demonstrations and the AE's rounds); its extra ones follow them."""
+        return after + (round_index - 1) * (self.episodes + self.extra_episodes)
 
 
 @dataclass
@@ -280,6 +323,7 @@ class StudyConfig:
     bootstrap_samples: int = 10_000
     dart: DartSpec = field(default_factory=DartSpec)
     dagger: DaggerSpec = field(default_factory=DaggerSpec)
+    refiner_dagger: RefinerDaggerSpec = field(default_factory=RefinerDaggerSpec)
     validation: ValidationSpec = field(default_factory=ValidationSpec)
     augment: dict[str, float] = field(default_factory=dict)  # training.augment.EgoAugmentConfig fields
     # The AE's trajectory loss per sample x (1 + keyframe_weight x |the label's speed change|), training.keyframe
@@ -312,12 +356,15 @@ class StudyConfig:
         if bad:
             raise ValueError(f"StudyConfig.baselines: expected names from {list(BASELINES)}, got {bad}")
         check_positive("StudyConfig.pretrain_ue_steps", self.pretrain_ue_steps, allow_zero=True)
-        for name in ("scenarios", "extra_scenarios"):
-            bad = [n for n in getattr(self.dagger, name) or [] if n not in self.data.scenarios]
-            if bad:
-                raise ValueError(
-                    f"DaggerSpec.{name}: expected names from the study's scenarios {list(self.data.scenarios)}, got {bad}"
-                )
+        for spec in (self.dagger, self.refiner_dagger):
+            for name in ("scenarios", "extra_scenarios"):
+                bad = [n for n in getattr(spec, name) or [] if n not in self.data.scenarios]
+                if bad:
+                    raise ValueError(
+                        f"{type(spec).__name__}.{name}: expected names from the study's scenarios "
+                        f"{list(self.data.scenarios)}, got {bad}"
+                    )
+
         from training.augment import as_augment_config
 
         as_augment_config(self.augment, field="StudyConfig.augment")  # validates the names and values
@@ -328,6 +375,11 @@ class StudyConfig:
         check_positive("StudyConfig.refiner_keyframe_weight", self.refiner_keyframe_weight, allow_zero=True)
         if self.latent is not None:
             self._check_latent_study()
+        if self.refiner_dagger.rounds and all(h.key == "mlp" for h in self.heads):
+            raise ValueError(
+                "StudyConfig.refiner_dagger.rounds: expected 0 in a study without a refining head (heads "
+                f"{[h.key for h in self.heads]}), got {self.refiner_dagger.rounds}"
+            )
 
     def _check_latent_study(self) -> None:
         """A latent study (`studies.latent`) runs its own stages: refuse what only the head comparison
@@ -339,6 +391,7 @@ class StudyConfig:
             )
         unread = {
             "dagger.rounds": (self.dagger.rounds, 0),
+            "refiner_dagger.rounds": (self.refiner_dagger.rounds, 0),
             "validation.every_n_steps": (self.validation.every_n_steps, 0),
             "augment": (self.augment, {}),
             "keyframe_weight": (self.keyframe_weight, 0.0),
@@ -427,21 +480,18 @@ def _reference() -> StudyConfig:
     speed count more), two DAgger rounds with DART noise on the rollouts (4 per scenario and round,
     12 more at the intersection, where the behaviour-cloned policies fail most), 2 training x 2
     sampling seeds, 5 test episodes per scenario (20 per run)."""
+    rollouts = dict(extra_scenarios=["intersection"], extra_episodes=12)
+    noise = DartSpec(acceleration_std=0.5, lateral_accel_std=0.5)
     return StudyConfig(
-        data=DataSpec(train_episodes=24, val_episodes=3, test_episodes=5, turn_signals=True),
+        data=DataSpec(train_episodes=24, val_episodes=3, test_episodes=10, turn_signals=True),
         ae=TrainSpec(steps=1200, lr=2e-3),
         training_seeds=[0, 1],
         sampling_seeds=[0, 1],
-        eval=EvalSpec(episodes=5),
+        eval=EvalSpec(episodes=10),
         augment=dict(EGO_DROPOUT),
         keyframe_weight=2.0,
-        dagger=DaggerSpec(
-            rounds=2,
-            episodes=4,
-            extra_scenarios=["intersection"],
-            extra_episodes=12,
-            noise=DartSpec(acceleration_std=0.5, lateral_accel_std=0.5),
-        ),
+        dagger=DaggerSpec(rounds=2, episodes=4, noise=noise, **rollouts),
+        refiner_dagger=RefinerDaggerSpec(rounds=1, episodes=4, noise=noise, **rollouts),
     )
 
 

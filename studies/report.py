@@ -150,6 +150,8 @@ def write_report(study: Path, config: StudyConfig, summary: dict, runs: list[dic
         "",
         *format_dagger(study, config),
         "",
+        *format_refiner_dagger(study, config),
+        "",
         *format_failures(study, config),
     ]
     out += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
@@ -530,6 +532,59 @@ def format_dagger(study: Path, config: StudyConfig) -> list[str]:
             f"{_num(collect_s, 0)} | {_num(float(np.mean([rec['train_s'] for rec in rs])), 0)} |"
         )
     return lines
+
+
+def _outcome_counts(dag: list[dict]) -> str:
+    return "/".join(
+        str(sum(d["outcomes"].get(k, 0) for d in dag))
+        for k in ("completed", "collision", "offroad", "timeout")
+    )
+
+
+def format_refiner_dagger(study: Path, config: StudyConfig) -> list[str]:
+    """Markdown lines: per refining head and refiner-DAgger round, the outcomes of the rollouts that
+    round collected (its previous refiner driving train-split seeds, with the rollout noise), the
+    samples added and wall times (means over training seeds)."""
+    import json
+
+    from studies.tasks import refiner_record_path
+
+    spec = config.refiner_dagger
+    if not spec.rounds:
+        return []
+    rows = []
+    for head in [h.key for h in config.heads if h.key != "mlp"]:
+        for r in range(spec.rounds + 1):
+            paths = [refiner_record_path(study, seed, head, r) for seed in config.training_seeds]
+            recs = [json.loads(p.read_text()) for p in paths if p.exists()]
+            if not recs:
+                continue
+            dag = [rec["dagger"] for rec in recs if "dagger" in rec]
+            rows.append(
+                f"| {head} | {r} | {_outcome_counts(dag) if dag else '–'} | "
+                f"{sum(d['samples'] for d in dag) if dag else '–'} | "
+                f"{_num(float(np.mean([d['collect_s'] for d in dag])) if dag else None, 0)} | "
+                f"{_num(float(np.mean([rec['train_s'] for rec in recs])), 0)} |"
+            )
+    if not rows:
+        return []
+    scenarios = ", ".join(spec.scenarios_of(config.data.scenarios))
+    extra = (
+        f"; {spec.extra_episodes} more in each of {', '.join(spec.extra_scenarios)}" if spec.has_extra else ""
+    )
+    return [
+        "## Refiner DAgger rounds",
+        "",
+        f"Round 0 trains each refining head on the AE's data; round r rolls out round r-1's refiner "
+        f"(sampling seed 0) on {spec.episodes} fresh train-split episodes per scenario ({scenarios}{extra}; "
+        f"beta {spec.beta}), labels every visited state with the expert and trains the refiner again from "
+        "scratch on the AE's data plus the head's rollouts so far. The outcomes are those of the rollouts "
+        "(round r-1's refiner driving, summed over training seeds); the evaluated refiner is the last round's.",
+        "",
+        "| head | round | rollout outcomes (completed/collision/off-road/timeout) | samples added | collect s | train s |",
+        "|---|---|---|---|---|---|",
+        *rows,
+    ]
 
 
 def format_failures(study: Path, config: StudyConfig) -> list[str]:

@@ -183,9 +183,10 @@ def _supersede(study: Path, kept: set[str]) -> Path:
         keep |= {"ue", "work/ue_ckpt", "logs/ue"}
     # DAgger rollouts live under data/ but come from the study's policies, which never survive a forced
     # resume: they move with them, or the new rounds would count them as done and train on them.
-    if "data" in keep and (study / "data" / "dagger").exists():
-        make_dirs(target / "data")
-        os.replace(study / "data" / "dagger", target / "data" / "dagger")
+    for rollouts in ("dagger", "refiner_dagger"):
+        if "data" in keep and (study / "data" / rollouts).exists():
+            make_dirs(target / "data")
+            os.replace(study / "data" / rollouts, target / "data" / rollouts)
     for entry in ("study.json", "ue", "seeds", "runs", "runs.jsonl", "summary.json", "report.md", "work", "logs",
                   "ds_by_head.png", "l2_by_horizon.png", "trajectories.png", "data"):  # fmt: skip
         if entry in keep or not (study / entry).exists():

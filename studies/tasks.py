@@ -9,6 +9,11 @@ study folder and is skipped when that output exists, so a study resumes after an
     ae:{seed}:r{r}                  seeds/{seed}/policy_mlp/          fine-tuned on train + rounds 1..r
                                     (with DAgger rounds, earlier rounds' policies live in seeds/{seed}/rounds/{r}/)
     refine:{seed}:{head}            seeds/{seed}/policy_{head}/       refiner around that AE
+    rdagger:{seed}:{head}:{r}       data/refiner_dagger/{seed}/{head}/r{r}/   round r's rollouts of that refiner
+    refine:{seed}:{head}:r{r}       seeds/{seed}/policy_{head}/       the refiner again, on the AE's data +
+                                                                      its rounds 1..r (from scratch)
+                                    (with refiner DAgger rounds, earlier rounds' refiners live in
+                                    seeds/{seed}/refiner_rounds/{head}/{r}/)
     eval:{head}:{seed}:{sampling}   runs/{run_id}.json    open + closed loop of one head/seed pair
     baseline:{name}                 runs/{run_id}.json    expert / constant velocity, closed loop
 
@@ -73,18 +78,43 @@ def plan_tasks(config: StudyConfig) -> list[Task]:
                 Task(ae_task_id(seed, r), "ae", {"seed": seed, "round_index": r}, (f"dagger:{seed}:{r}",))
             )
         for head in config.heads:
-            if head.key != "mlp":
+            if head.key == "mlp":
+                continue
+            # "round_index": the study has refiner-DAgger rounds (key absent without them)
+            refined = {"round_index": 0} if config.refiner_dagger.rounds else {}
+            tasks.append(
+                Task(
+                    refine_task_id(seed, head.key, 0),
+                    "refine",
+                    {"seed": seed, "head": head.key, **refined},
+                    (ae_task_id(seed, rounds),),
+                )
+            )
+            extra = {"extra": True} if config.refiner_dagger.has_extra else {}
+            for r in range(1, config.refiner_dagger.rounds + 1):
                 tasks.append(
                     Task(
-                        f"refine:{seed}:{head.key}",
+                        f"rdagger:{seed}:{head.key}:{r}",
+                        "rdagger",
+                        {"seed": seed, "head": head.key, "round_index": r, **extra},
+                        (refine_task_id(seed, head.key, r - 1),),
+                    )
+                )
+                tasks.append(
+                    Task(
+                        refine_task_id(seed, head.key, r),
                         "refine",
-                        {"seed": seed, "head": head.key},
-                        (ae_task_id(seed, rounds),),
+                        {"seed": seed, "head": head.key, "round_index": r},
+                        (f"rdagger:{seed}:{head.key}:{r}",),
                     )
                 )
     for head in config.heads:
         for seed in config.training_seeds:
-            policy_task = ae_task_id(seed, rounds) if head.key == "mlp" else f"refine:{seed}:{head.key}"
+            policy_task = (
+                ae_task_id(seed, rounds)
+                if head.key == "mlp"
+                else refine_task_id(seed, head.key, config.refiner_dagger.rounds)
+            )
             for sampling in config.head_sampling_seeds(head.key):
                 rid = run_id(head.key, seed, sampling)
                 params = {"head": head.key, "seed": seed, "sampling_seed": sampling, "run_id": rid}
@@ -154,6 +184,37 @@ def dagger_extra_dir(study: Path, seed: int, round_index: int) -> Path:
     return study / "data" / "dagger" / str(seed) / f"r{round_index}_extra"
 
 
+def refine_task_id(seed: int, head: str, round_index: int) -> str:
+    return f"refine:{seed}:{head}" if round_index == 0 else f"refine:{seed}:{head}:r{round_index}"
+
+
+def refiner_round_dir(study: Path, config: StudyConfig, seed: int, head: str, round_index: int) -> Path:
+    """The refiner of refiner-DAgger round `round_index` (0: trained on the AE's data only); the last
+    round's is the study's `policy_{head}`."""
+    if round_index == config.refiner_dagger.rounds:
+        return policy_dir(study, seed, head)
+    return study / "seeds" / str(seed) / "refiner_rounds" / head / str(round_index) / f"policy_{head}"
+
+
+def refiner_record_path(study: Path, seed: int, head: str, round_index: int) -> Path:
+    return study / "seeds" / str(seed) / "refiner_rounds" / head / f"{round_index}.json"
+
+
+def refiner_dagger_dir(study: Path, seed: int, head: str, round_index: int, extra: bool = False) -> Path:
+    """Round `round_index`'s rollouts of the refining head `head` (`extra`: its extra rollouts)."""
+    return study / "data" / "refiner_dagger" / str(seed) / head / f"r{round_index}{'_extra' if extra else ''}"
+
+
+def refiner_train_dirs(study: Path, config: StudyConfig, seed: int, head: str, round_index: int) -> list[str]:
+    """The refiner's training data in round `round_index`: the final AE's, then the head's rounds 1..r."""
+    dirs = train_dirs(study, seed, config.dagger.rounds, config.dagger.has_extra)
+    for r in range(1, round_index + 1):
+        dirs.append(str(refiner_dagger_dir(study, seed, head, r)))
+        if config.refiner_dagger.has_extra:
+            dirs.append(str(refiner_dagger_dir(study, seed, head, r, extra=True)))
+    return dirs
+
+
 def train_dirs(study: Path, seed: int, round_index: int, extra: bool = False) -> list[str]:
     """The training data of round `round_index` of training seed `seed`: demonstrations + its rounds so
     far (with `extra`, each round's extra rollouts after its regular ones)."""
@@ -194,7 +255,18 @@ def is_done(study: Path, task: Task) -> bool:
         if p.get("extra"):
             done = done and _complete(dagger_extra_dir(study, p["seed"], p["round_index"]) / "index.json")
         return done
+    if task.kind == "rdagger":
+        done = _complete(refiner_dagger_dir(study, p["seed"], p["head"], p["round_index"]) / "index.json")
+        if p.get("extra"):
+            extra = refiner_dagger_dir(study, p["seed"], p["head"], p["round_index"], extra=True)
+            done = done and _complete(extra / "index.json")
+        rollouts = refiner_record_path(study, p["seed"], p["head"], p["round_index"]).with_suffix(
+            ".rollouts.json"
+        )
+        return done and rollouts.exists()
     if task.kind == "refine":
+        if "round_index" in p:  # with refiner-DAgger rounds: each round's record is written last
+            return refiner_record_path(study, p["seed"], p["head"], p["round_index"]).exists()
         return (policy_dir(study, p["seed"], p["head"]) / "mot_config.json").exists()
     return run_path(study, p["run_id"]).exists()
 
@@ -229,6 +301,7 @@ def run_task(
         "ue": _ue,
         "ae": _ae,
         "dagger": _dagger,
+        "rdagger": _refiner_dagger,
         "refine": _refine,
         "eval": _eval,
         "baseline": _baseline,
@@ -524,12 +597,23 @@ def _ae(study: Path, config: StudyConfig, seed: int, round_index: int, status: S
     write_json_atomic(round_record_path(study, seed, round_index), record)
 
 
-def _refine(study: Path, config: StudyConfig, seed: int, head: str, status: StatusWriter) -> None:
+def _refine(
+    study: Path,
+    config: StudyConfig,
+    seed: int,
+    head: str,
+    status: StatusWriter,
+    round_index: int | None = None,
+) -> None:
+    """The refiner of `head` around training seed `seed`'s final MLP policy, from scratch: on the AE's
+    training data, and in refiner-DAgger round r (`round_index`) on the head's rollouts 1..r too."""
     import lightning as L
 
     from training.optim import OptimConfig
     from training.stages import RefinerStage
 
+    start, cpu = time.perf_counter(), time.process_time()
+    r = round_index or 0
     L.seed_everything(seed, workers=True, verbose=False)
     spec, head_spec = config.refiner, config.head(head)
     stage = RefinerStage(
@@ -537,21 +621,97 @@ def _refine(study: Path, config: StudyConfig, seed: int, head: str, status: Stat
         head=head_spec.name,
         head_kwargs=head_spec.kwargs,
         optim=OptimConfig(lr=spec.lr, warmup_steps=spec.warmup_steps),
-        export_dir=str(policy_dir(study, seed, head)),
+        export_dir=str(refiner_round_dir(study, config, seed, head, r)),
         augment=dict(config.refiner_augment) or None,
         keyframe_weight=config.refiner_keyframe_weight,
     )
-    ckpt = study / "work" / f"refine_{seed}_{head}"
+    name = f"refine_{seed}_{head}" if r == 0 else f"refine_{seed}_{head}_r{r}"
+    ckpt = study / "work" / name
     _fit(
-        _trainer(spec.steps, ckpt, study / "logs", f"refine_{seed}_{head}", status),
+        _trainer(spec.steps, ckpt, study / "logs", name, status),
         stage,
-        _datamodule(
-            study,
-            spec.batch_size,
-            seed,
-            train_dirs(study, seed, config.dagger.rounds, config.dagger.has_extra),
-        ),
+        _datamodule(study, spec.batch_size, seed, refiner_train_dirs(study, config, seed, head, r)),
         ckpt,
+    )
+    if round_index is None:
+        return  # a study without refiner-DAgger rounds: no round records
+    record = {
+        "round": r,
+        "train_s": round_(time.perf_counter() - start),
+        "train_cpu_s": round_(time.process_time() - cpu),
+        "steps": spec.steps,
+    }
+    collected = refiner_record_path(study, seed, head, r).with_suffix(".rollouts.json")
+    if collected.exists():
+        record["dagger"] = json.loads(collected.read_text())
+    write_json_atomic(refiner_record_path(study, seed, head, r), record)
+
+
+def _refiner_dagger(
+    study: Path,
+    config: StudyConfig,
+    seed: int,
+    head: str,
+    round_index: int,
+    status: StatusWriter,
+    extra: bool = False,
+) -> None:
+    """Refiner-DAgger round `round_index`: roll out the refining head's previous round (sampling seed
+    0), the expert labelling every visited state (`extra`: the task's marker that the round has extra
+    rollouts; `config.refiner_dagger` says which)."""
+    from dataclasses import asdict
+
+    from driving.onpolicy import ControlNoise
+    from training.dagger import collect_round
+
+    spec = config.refiner_dagger
+    policy = refiner_round_dir(study, config, seed, head, round_index - 1)
+
+    def collect(scenarios: list[str], episodes: int, seed_start: int, out: Path) -> dict:
+        return collect_round(
+            policy,
+            out,
+            rollout_collect_config(config, scenarios, episodes, seed_start),
+            beta=spec.beta,
+            noise=ControlNoise(**asdict(spec.noise)),
+            # the salt of the rollouts' noise: one sequence over the AE's rounds and then these
+            round_index=config.dagger.rounds + round_index,
+            refresh_every=config.eval.refresh_every,
+        )
+
+    start, cpu = time.perf_counter(), time.process_time()
+    first = spec.seed_start(config.data.train_episodes + config.dagger.seeds_used, round_index)
+    status.update("rolling out", force=True)
+    indexes = [
+        collect(
+            spec.scenarios_of(config.data.scenarios),
+            spec.episodes,
+            first,
+            refiner_dagger_dir(study, seed, head, round_index),
+        )
+    ]
+    if spec.has_extra:
+        indexes.append(
+            collect(
+                list(spec.extra_scenarios),
+                spec.extra_episodes,
+                first + spec.episodes,
+                refiner_dagger_dir(study, seed, head, round_index, extra=True),
+            )
+        )
+    episodes = [e for index in indexes for e in index["episodes"]]
+    write_json_atomic(
+        refiner_record_path(study, seed, head, round_index).with_suffix(".rollouts.json"),
+        {
+            "collect_s": round_(time.perf_counter() - start),
+            "collect_cpu_s": round_(time.process_time() - cpu),
+            "samples": sum(index["num_samples"] for index in indexes),
+            "episodes": len(episodes),
+            "outcomes": {
+                k: sum(e["outcome"] == k for e in episodes)
+                for k in ("completed", "collision", "offroad", "timeout")
+            },
+        },
     )
 
 

@@ -256,3 +256,24 @@ def test_refiner_dagger_example_rolls_out_the_refiner_and_trains_it_again(smoke,
     assert refiner and any(not torch.equal(weights[k], old[k]) for k in refiner)
     assert all(torch.equal(weights[k], mlp[k]) for k in mlp if not k.startswith("head."))
     assert {p: p.read_bytes() for p in before} == before  # the study folder is only read
+
+    # The same round as a stage of a study (`refiner_dagger`): its rollouts and its refiner are the
+    # example's, byte for byte; the study evaluates the new refiner and reports the round.
+    from studies.tasks import refiner_dagger_dir, refiner_record_path, refiner_round_dir
+
+    over = {"refiner_dagger": {"rounds": 1, "episodes": 4}, "training_seeds": [0], "sampling_seeds": [0]}
+    config = load_study_config("smoke", {**over, "baselines": []})
+    staged = run_study(tmp_path / "staged", config, workers=2, progress=None)
+    rollouts = json.loads(
+        (refiner_dagger_dir(staged.study_dir, 0, "diffusion", 1) / "index.json").read_text()
+    )
+    assert rollouts["episodes"] == index["episodes"] and rollouts["config"] == index["config"]
+    first = refiner_round_dir(staged.study_dir, config, 0, "diffusion", 0)
+    assert (first / "action_expert.safetensors").read_bytes() == (
+        policy_dir(study, 0, "diffusion") / "action_expert.safetensors"
+    ).read_bytes()  # round 0 is the plain study's refiner
+    final = load_file(policy_dir(staged.study_dir, 0, "diffusion") / "action_expert.safetensors")
+    assert final.keys() == weights.keys() and all(torch.equal(final[k], weights[k]) for k in weights)
+    record = json.loads(refiner_record_path(staged.study_dir, 0, "diffusion", 1).read_text())
+    assert record["dagger"]["episodes"] == 4 and record["dagger"]["samples"] == index["num_samples"]
+    assert "## Refiner DAgger rounds" in staged.report_path.read_text()
