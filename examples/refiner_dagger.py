@@ -3,7 +3,10 @@ train the refiner again on the study's data plus those rollouts (docs/reference-
 for the refiner").
 
 A study's DAgger rounds roll out the MLP policy only: the refiner trains on the aggregated data but
-never on the states its own plans lead to. This script adds one round for it, per training seed:
+never on the states its own plans lead to. A study config can run refiner rounds as stages of its own
+(`refiner_dagger: {rounds: 1, ...}`; the reference profile does); this script adds one such round to a
+study that finished without them, per training seed, and writes what that stage would (the tests check
+the two byte for byte):
 
 1. roll out `seeds/T/policy_diffusion` (sampling seed 0, the study's DART noise, beta 0) on the
    study's DAgger episode counts (per scenario, plus the extra scenarios), on train-split seeds after
