@@ -56,7 +56,7 @@ def _add_study_arguments(parser: argparse.ArgumentParser, default_out: str) -> N
         "--force",
         action="store_true",
         help="continue a study folder started with another config: finished data tasks are kept, other "
-        "outputs are moved to superseded/ (never deleted)",
+        "outputs are moved to superseded/ (never deleted). Not needed to append training or sampling seeds",
     )
 
 

@@ -110,7 +110,8 @@ def _make_executor(kind: str, study: Path, workers: int, slurm: dict | None):
 # What a study folder holds; a folder seeded with some of these (e.g. another study's data) is fine.
 STUDY_ENTRIES = frozenset(
     {"study.json", "data", "ue", "seeds", "runs", "runs.jsonl", "summary.json", "report.md", "work", "logs",
-     "superseded", ".lock", "ds_by_head.png", "l2_by_horizon.png", "trajectories.png"}
+     "superseded", ".lock", "failures", "ds_by_head.png", "l2_by_horizon.png", "performance_profile.png",
+     "trajectories.png"}
 )  # fmt: skip
 
 
@@ -129,7 +130,9 @@ def check_study_folder(study: Path) -> None:
 
 
 def prepare_study(study: Path, config: StudyConfig, *, force: bool = False) -> None:
-    """Create the folder and store the config; a resumed study must have the same config.
+    """Create the folder and store the config; a resumed study must have the same config, or the same
+    with training or sampling seeds appended (`grown_by_seeds`: every finished task is kept, the new
+    seeds' tasks run, the worst-episode strips are drawn again over all runs).
 
     With `force`, a study started with another config is continued with this one: its finished
     tasks whose inputs did not change (the data, and the UE if its settings are the same) are kept,
@@ -151,6 +154,12 @@ def prepare_study(study: Path, config: StudyConfig, *, force: bool = False) -> N
     full = _with_defaults(stored)
     if stored == wanted or full == wanted:
         return  # the same study (a study.json from before a field existed has the field's default)
+    if full is not None and grown_by_seeds(full, wanted):
+        # Every finished task stays valid (a task depends on the config and its own seeds); only the
+        # worst-episode strips look across all runs: they move aside and are drawn again.
+        _supersede(study, keep_all=True)
+        write_json_atomic(path, wanted)
+        return
     diff = config_differences(full if full is not None else stored, wanted)
     if not force:
         raise ValueError(
@@ -171,13 +180,38 @@ def _with_defaults(stored: dict) -> dict | None:
         return None
 
 
-def _supersede(study: Path, kept: set[str]) -> Path:
-    """Move the outputs of tasks that must run again to `superseded/<n>/` (nothing is deleted)."""
+SEED_LISTS = ("training_seeds", "sampling_seeds")
+
+
+def grown_by_seeds(old: dict, new: dict) -> bool:
+    """Is `new` the head-comparison study `old` with seeds appended (each seed list of `old` a prefix of
+    `new`'s, at least one longer) and nothing else changed? Then every finished task of `old` is one of
+    `new`'s with the same output: tasks depend on the config and their own seeds, a deterministic
+    head runs under the first sampling seed, and the rollouts' seeds do not depend on the seed lists."""
+    if old.get("latent") is not None or new.get("latent") is not None:
+        return False
+    rest = [k for k in set(old) | set(new) if k not in SEED_LISTS]
+    if any(old.get(k) != new.get(k) for k in rest):
+        return False
+    prefixes = all(list(new[k][: len(old[k])]) == list(old[k]) for k in SEED_LISTS)
+    return prefixes and any(len(new[k]) > len(old[k]) for k in SEED_LISTS)
+
+
+def _supersede(study: Path, kept: set[str] = frozenset(), keep_all: bool = False) -> Path:
+    """Move the outputs of tasks that must run again to `superseded/<n>/` (nothing is deleted). With
+    `keep_all` (a study grown by seeds) only the worst-episode strips, drawn over all runs, move; the
+    old study.json is copied there too."""
     root = study / "superseded"
     n = 0
     while (root / str(n)).exists():
         n += 1
     target = root / str(n)
+    if keep_all:
+        make_dirs(target)
+        shutil.copy2(study / "study.json", target / "study.json")
+        if (study / "failures").exists():
+            os.replace(study / "failures", target / "failures")
+        return target
     keep = {"data"} if "collect" in kept else set()
     if "ue" in kept:
         keep |= {"ue", "work/ue_ckpt", "logs/ue"}
@@ -188,7 +222,8 @@ def _supersede(study: Path, kept: set[str]) -> Path:
             make_dirs(target / "data")
             os.replace(study / "data" / rollouts, target / "data" / rollouts)
     for entry in ("study.json", "ue", "seeds", "runs", "runs.jsonl", "summary.json", "report.md", "work", "logs",
-                  "ds_by_head.png", "l2_by_horizon.png", "trajectories.png", "data"):  # fmt: skip
+                  "failures", "ds_by_head.png", "l2_by_horizon.png", "performance_profile.png",
+                  "trajectories.png", "data"):  # fmt: skip
         if entry in keep or not (study / entry).exists():
             continue
         if entry in ("work", "logs"):

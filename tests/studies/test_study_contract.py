@@ -185,3 +185,60 @@ def test_the_study_expert_drives_labels_and_scores(tmp_path, monkeypatch):
     assert seen["collect"].expert_config().other_routes == "any"
     assert seen["dagger"].expert_config().other_routes == "any"
     assert seen["baseline"].config.other_routes == "any"
+
+
+def _files(study, parts=("data", "ue", "seeds", "runs")):
+    return {p: p.read_bytes() for part in parts for p in (study / part).rglob("*") if p.is_file()}
+
+
+def test_a_study_grown_by_seeds_keeps_every_finished_task(smoke, tmp_path):
+    """Seeds appended to a finished study's lists: its finished tasks keep their outputs (each depends
+    on the config and its own seeds), only the new seeds' tasks are pending, and the worst-episode
+    strips, drawn over all runs, move aside to be drawn again."""
+    from studies.tasks import is_done, plan_tasks
+
+    study = tmp_path / "s"
+    study.mkdir()
+    _copy_study(smoke, study)
+    shutil.copytree(smoke[0].study_dir / "failures", study / "failures")
+    old = json.loads((study / "study.json").read_text())
+    before = _files(study)
+    grown = load_study_config("smoke", {"training_seeds": [0, 1, 2], "sampling_seeds": [0, 1, 2]})
+    prepare_study(study, grown)
+    assert json.loads((study / "study.json").read_text()) == json.loads(json.dumps(grown.to_dict()))
+    assert _files(study) == before  # nothing finished was touched
+    moved = study / "superseded" / "0"
+    assert json.loads((moved / "study.json").read_text()) == old
+    assert (moved / "failures" / "mlp.json").exists() and not (study / "failures").exists()
+    pending = {t.id for t in plan_tasks(grown) if not is_done(study, t)}
+    new_seed = {"ae:2", "refine:2:diffusion", "eval:mlp:2:0", *(f"eval:diffusion:2:{s}" for s in (0, 1, 2))}
+    new_sampling = {"eval:diffusion:0:2", "eval:diffusion:1:2"}  # the MLP head runs under seed 0 only
+    assert pending == new_seed | new_sampling | {"failures:mlp", "failures:diffusion"}
+    prepare_study(study, grown)  # and now it is this study
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"training_seeds": [1, 0, 2]},  # reordered: not a prefix
+        {"training_seeds": [0]},  # a seed removed
+        {"training_seeds": [0, 1, 2], "ae": {"steps": 40}},  # grown, and something else changed
+        {"sampling_seeds": [1, 0]},  # the deterministic head would run under another seed
+    ],
+)
+def test_only_appended_seeds_grow_a_study(smoke, tmp_path, over):
+    study = tmp_path / "s"
+    study.mkdir()
+    (study / "study.json").write_text((smoke[0].study_dir / "study.json").read_text())
+    with pytest.raises(ValueError, match=r"these fields differ: .*--force"):
+        prepare_study(study, load_study_config("smoke", over))
+    assert not (study / "superseded").exists()
+
+
+def test_force_moves_the_worst_episode_strips_with_the_runs(smoke, tmp_path):
+    study = tmp_path / "s"
+    study.mkdir()
+    _copy_study(smoke, study)
+    shutil.copytree(smoke[0].study_dir / "failures", study / "failures")
+    prepare_study(study, load_study_config("smoke", {"ae": {"steps": 40}}), force=True)
+    assert (study / "superseded/0/failures/mlp.json").exists() and not (study / "failures").exists()
