@@ -473,13 +473,14 @@ def _full() -> StudyConfig:
 
 @PROFILES.register("reference")
 def _reference() -> StudyConfig:
-    """The headline study (docs/reference-study.md): about an hour on 2 cores (78.7 min beside other
-    jobs, 2026-12-01; 58.6 min for the profile before turn signals on another machine). Twice the demo's demonstrations, 1.5x its AE
-    steps, turn signals in the BEV (other cars blink before they turn, the cue the expert's route
-    knowledge stands for), ego dropout and keyframe weighting (the samples where the expert changes
-    speed count more), two DAgger rounds with DART noise on the rollouts (4 per scenario and round,
-    12 more at the intersection, where the behaviour-cloned policies fail most), 2 training x 2
-    sampling seeds, 5 test episodes per scenario (20 per run)."""
+    """The headline study (docs/reference-study.md): under an hour on 2 cores (46.3 min on an idle
+    2-core Intel VM, 2026-12-02). Twice the demo's demonstrations, 1.5x its AE steps, turn signals in
+    the BEV (other cars blink before they turn, the cue the expert's route knowledge stands for), ego
+    dropout and keyframe weighting (the samples where the expert changes speed count more), two
+    DAgger rounds with DART noise on the rollouts (4 per scenario and round, 12 more at the
+    intersection, where the behaviour-cloned policies fail most), then one DAgger round of the
+    diffusion policy's own for its refiner (the same rollout counts), 2 training x 2 sampling seeds,
+    10 test episodes per scenario (40 per run)."""
     rollouts = dict(extra_scenarios=["intersection"], extra_episodes=12)
     noise = DartSpec(acceleration_std=0.5, lateral_accel_std=0.5)
     return StudyConfig(
