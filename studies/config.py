@@ -138,8 +138,24 @@ def _check_rollouts(spec, name: str) -> None:
         raise ValueError(f"{name}.beta: expected a value in [0, 1], got {spec.beta}")
 
 
+class _Rollouts:
+    """What `DaggerSpec` and `RefinerDaggerSpec` share about their rollouts (fields `scenarios`,
+    `extra_scenarios`; validated by `_check_rollouts`)."""
+
+    scenarios: list[str] | None
+    extra_scenarios: list[str]
+
+    def scenarios_of(self, data_scenarios: list[str]) -> list[str]:
+        """The scenarios the rounds roll out: `scenarios`, else all of the study's."""
+        return list(self.scenarios) if self.scenarios is not None else list(data_scenarios)
+
+    @property
+    def has_extra(self) -> bool:
+        return bool(self.extra_scenarios)
+
+
 @dataclass
-class DaggerSpec:
+class DaggerSpec(_Rollouts):
     """On-policy rounds after behaviour cloning: roll out the current policy of each training seed on fresh
     train-split seeds, label every visited state with the expert, fine-tune on everything so far."""
 
@@ -165,14 +181,6 @@ class DaggerSpec:
         if not 0.0 <= self.beta_decay <= 1.0:
             raise ValueError(f"DaggerSpec.beta_decay: expected a value in [0, 1], got {self.beta_decay}")
 
-    def scenarios_of(self, data_scenarios: list[str]) -> list[str]:
-        """The scenarios the rounds roll out: `scenarios`, else all of the study's."""
-        return list(self.scenarios) if self.scenarios is not None else list(data_scenarios)
-
-    @property
-    def has_extra(self) -> bool:
-        return bool(self.extra_scenarios)
-
     def extra_seed_start(self, train_episodes: int, round_index: int) -> int:
         """First train-split seed of round `round_index`'s extra rollouts: after the demonstrations and
         every round's regular rollouts, `extra_episodes` new ones per round."""
@@ -188,7 +196,7 @@ class DaggerSpec:
 
 
 @dataclass
-class RefinerDaggerSpec:
+class RefinerDaggerSpec(_Rollouts):
     """DAgger for the refining heads, after the AE's rounds: roll out each refining head's current
     policy (sampling seed 0) on fresh train-split seeds, label every visited state with the expert, and
     train the refiner again from scratch (the `refiner` settings, around the same final MLP policy) on
@@ -206,13 +214,6 @@ class RefinerDaggerSpec:
 
     def __post_init__(self) -> None:
         _check_rollouts(self, "RefinerDaggerSpec")
-
-    def scenarios_of(self, data_scenarios: list[str]) -> list[str]:
-        return list(self.scenarios) if self.scenarios is not None else list(data_scenarios)
-
-    @property
-    def has_extra(self) -> bool:
-        return bool(self.extra_scenarios)
 
     def seed_start(self, after: int, round_index: int) -> int:
         """First train-split seed of round `round_index`'s regular rollouts, the first `after` seeds
