@@ -480,6 +480,13 @@ def format_outcomes(config: StudyConfig, runs: list[dict]) -> list[str]:
     return lines
 
 
+def _outcome_counts(dag: list[dict]) -> str:
+    return "/".join(
+        str(sum(d["outcomes"].get(k, 0) for d in dag))
+        for k in ("completed", "collision", "offroad", "timeout")
+    )
+
+
 def format_dagger(study: Path, config: StudyConfig) -> list[str]:
     """Markdown lines: per DAgger round (0 = behaviour cloning), the closed-loop validation DS of the
     exported policy (mean over training seeds), samples added and wall times."""
@@ -519,12 +526,7 @@ def format_dagger(study: Path, config: StudyConfig) -> list[str]:
             continue
         ds = [rec["validation"]["best"]["ds"] for rec in rs if rec.get("validation", {}).get("best")]
         dag = [rec["dagger"] for rec in rs if "dagger" in rec]
-        outcomes = "–"
-        if dag and all("outcomes" in d for d in dag):
-            outcomes = "/".join(
-                str(sum(d["outcomes"].get(k, 0) for d in dag))
-                for k in ("completed", "collision", "offroad", "timeout")
-            )
+        outcomes = _outcome_counts(dag) if dag and all("outcomes" in d for d in dag) else "–"
         samples = sum(d["samples"] for d in dag) if dag else None
         collect_s = float(np.mean([d["collect_s"] for d in dag])) if dag else None
         lines.append(
@@ -532,13 +534,6 @@ def format_dagger(study: Path, config: StudyConfig) -> list[str]:
             f"{_num(collect_s, 0)} | {_num(float(np.mean([rec['train_s'] for rec in rs])), 0)} |"
         )
     return lines
-
-
-def _outcome_counts(dag: list[dict]) -> str:
-    return "/".join(
-        str(sum(d["outcomes"].get(k, 0) for d in dag))
-        for k in ("completed", "collision", "offroad", "timeout")
-    )
 
 
 def format_refiner_dagger(study: Path, config: StudyConfig) -> list[str]:

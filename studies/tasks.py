@@ -200,6 +200,11 @@ def refiner_record_path(study: Path, seed: int, head: str, round_index: int) -> 
     return study / "seeds" / str(seed) / "refiner_rounds" / head / f"{round_index}.json"
 
 
+def refiner_rollouts_path(study: Path, seed: int, head: str, round_index: int) -> Path:
+    """The record of round `round_index`'s rollouts (written by its rdagger task, read by its refine task)."""
+    return refiner_record_path(study, seed, head, round_index).with_suffix(".rollouts.json")
+
+
 def refiner_dagger_dir(study: Path, seed: int, head: str, round_index: int, extra: bool = False) -> Path:
     """Round `round_index`'s rollouts of the refining head `head` (`extra`: its extra rollouts)."""
     return study / "data" / "refiner_dagger" / str(seed) / head / f"r{round_index}{'_extra' if extra else ''}"
@@ -260,10 +265,7 @@ def is_done(study: Path, task: Task) -> bool:
         if p.get("extra"):
             extra = refiner_dagger_dir(study, p["seed"], p["head"], p["round_index"], extra=True)
             done = done and _complete(extra / "index.json")
-        rollouts = refiner_record_path(study, p["seed"], p["head"], p["round_index"]).with_suffix(
-            ".rollouts.json"
-        )
-        return done and rollouts.exists()
+        return done and refiner_rollouts_path(study, p["seed"], p["head"], p["round_index"]).exists()
     if task.kind == "refine":
         if "round_index" in p:  # with refiner-DAgger rounds: each round's record is written last
             return refiner_record_path(study, p["seed"], p["head"], p["round_index"]).exists()
@@ -386,59 +388,72 @@ def rollout_collect_config(config: StudyConfig, scenarios: list[str], episodes: 
     )
 
 
-def _dagger(
-    study: Path, config: StudyConfig, seed: int, round_index: int, status: StatusWriter, extra: bool = False
-) -> None:
-    """Round `round_index`'s rollouts of training seed `seed` (`extra`: the task's marker that the round
-    has extra rollouts; `config.dagger` says which)."""
+def _roll_out(
+    config: StudyConfig,
+    spec,
+    policy: Path,
+    starts: tuple[int, int],
+    outs: tuple[Path, Path],
+    beta: float,
+    salt: int,
+) -> dict:
+    """One DAgger round's rollouts of `policy` (`spec`: a `DaggerSpec` or `RefinerDaggerSpec`): its
+    regular episodes from train-split seed `starts[0]` into `outs[0]`, then, when the spec has extra
+    scenarios, those from `starts[1]` into `outs[1]`; the expert labels every visited state. `salt`
+    seeds the rollouts' noise. Returns the round's record (times, samples, episode outcomes)."""
     from dataclasses import asdict
 
     from driving.onpolicy import ControlNoise
     from training.dagger import collect_round
 
-    spec = config.dagger
-
     def collect(scenarios: list[str], episodes: int, seed_start: int, out: Path) -> dict:
         return collect_round(
-            round_policy_dir(study, config, seed, round_index - 1),
+            policy,
             out,
             rollout_collect_config(config, scenarios, episodes, seed_start),
-            beta=spec.beta_of(round_index),
+            beta=beta,
             noise=ControlNoise(**asdict(spec.noise)),
-            round_index=round_index,
+            round_index=salt,
             refresh_every=config.eval.refresh_every,
         )
 
     start, cpu = time.perf_counter(), time.process_time()
-    # Fresh layouts every round, after the demonstrations' seeds (each episode has its own seed).
-    index = collect(
-        spec.scenarios_of(config.data.scenarios),
-        spec.episodes,
-        config.data.train_episodes + (round_index - 1) * spec.episodes,
-        dagger_data_dir(study, seed, round_index),
-    )
-    episodes, samples = list(index["episodes"]), index["num_samples"]
+    indexes = [collect(spec.scenarios_of(config.data.scenarios), spec.episodes, starts[0], outs[0])]
     if spec.has_extra:
-        extra = collect(
-            list(spec.extra_scenarios),
-            spec.extra_episodes,
-            spec.extra_seed_start(config.data.train_episodes, round_index),
-            dagger_extra_dir(study, seed, round_index),
-        )
-        episodes, samples = episodes + extra["episodes"], samples + extra["num_samples"]
-    write_json_atomic(
-        dagger_data_dir(study, seed, round_index).parent / f"r{round_index}.json",
-        {
-            "collect_s": round_(time.perf_counter() - start),
-            "collect_cpu_s": round_(time.process_time() - cpu),  # this process only: single-threaded work
-            "samples": samples,
-            "episodes": len(episodes),
-            "outcomes": {
-                k: sum(e["outcome"] == k for e in episodes)
-                for k in ("completed", "collision", "offroad", "timeout")
-            },
+        indexes.append(collect(list(spec.extra_scenarios), spec.extra_episodes, starts[1], outs[1]))
+    episodes = [e for index in indexes for e in index["episodes"]]
+    return {
+        "collect_s": round_(time.perf_counter() - start),
+        "collect_cpu_s": round_(time.process_time() - cpu),  # this process only: single-threaded work
+        "samples": sum(index["num_samples"] for index in indexes),
+        "episodes": len(episodes),
+        "outcomes": {
+            k: sum(e["outcome"] == k for e in episodes)
+            for k in ("completed", "collision", "offroad", "timeout")
         },
+    }
+
+
+def _dagger(
+    study: Path, config: StudyConfig, seed: int, round_index: int, status: StatusWriter, extra: bool = False
+) -> None:
+    """Round `round_index`'s rollouts of training seed `seed`'s MLP policy (`extra`: the task's marker
+    that the round has extra rollouts; `config.dagger` says which)."""
+    spec = config.dagger
+    record = _roll_out(
+        config,
+        spec,
+        round_policy_dir(study, config, seed, round_index - 1),
+        # Fresh layouts every round, after the demonstrations' seeds (each episode has its own seed).
+        (
+            config.data.train_episodes + (round_index - 1) * spec.episodes,
+            spec.extra_seed_start(config.data.train_episodes, round_index),
+        ),
+        (dagger_data_dir(study, seed, round_index), dagger_extra_dir(study, seed, round_index)),
+        beta=spec.beta_of(round_index),
+        salt=round_index,
     )
+    write_json_atomic(dagger_data_dir(study, seed, round_index).parent / f"r{round_index}.json", record)
 
 
 def round_(x: float) -> float:
@@ -641,7 +656,7 @@ def _refine(
         "train_cpu_s": round_(time.process_time() - cpu),
         "steps": spec.steps,
     }
-    collected = refiner_record_path(study, seed, head, r).with_suffix(".rollouts.json")
+    collected = refiner_rollouts_path(study, seed, head, r)
     if collected.exists():
         record["dagger"] = json.loads(collected.read_text())
     write_json_atomic(refiner_record_path(study, seed, head, r), record)
@@ -659,60 +674,23 @@ def _refiner_dagger(
     """Refiner-DAgger round `round_index`: roll out the refining head's previous round (sampling seed
     0), the expert labelling every visited state (`extra`: the task's marker that the round has extra
     rollouts; `config.refiner_dagger` says which)."""
-    from dataclasses import asdict
-
-    from driving.onpolicy import ControlNoise
-    from training.dagger import collect_round
-
     spec = config.refiner_dagger
-    policy = refiner_round_dir(study, config, seed, head, round_index - 1)
-
-    def collect(scenarios: list[str], episodes: int, seed_start: int, out: Path) -> dict:
-        return collect_round(
-            policy,
-            out,
-            rollout_collect_config(config, scenarios, episodes, seed_start),
-            beta=spec.beta,
-            noise=ControlNoise(**asdict(spec.noise)),
-            # the salt of the rollouts' noise: one sequence over the AE's rounds and then these
-            round_index=config.dagger.rounds + round_index,
-            refresh_every=config.eval.refresh_every,
-        )
-
-    start, cpu = time.perf_counter(), time.process_time()
     first = spec.seed_start(config.data.train_episodes + config.dagger.seeds_used, round_index)
     status.update("rolling out", force=True)
-    indexes = [
-        collect(
-            spec.scenarios_of(config.data.scenarios),
-            spec.episodes,
-            first,
+    record = _roll_out(
+        config,
+        spec,
+        refiner_round_dir(study, config, seed, head, round_index - 1),
+        (first, first + spec.episodes),
+        (
             refiner_dagger_dir(study, seed, head, round_index),
-        )
-    ]
-    if spec.has_extra:
-        indexes.append(
-            collect(
-                list(spec.extra_scenarios),
-                spec.extra_episodes,
-                first + spec.episodes,
-                refiner_dagger_dir(study, seed, head, round_index, extra=True),
-            )
-        )
-    episodes = [e for index in indexes for e in index["episodes"]]
-    write_json_atomic(
-        refiner_record_path(study, seed, head, round_index).with_suffix(".rollouts.json"),
-        {
-            "collect_s": round_(time.perf_counter() - start),
-            "collect_cpu_s": round_(time.process_time() - cpu),
-            "samples": sum(index["num_samples"] for index in indexes),
-            "episodes": len(episodes),
-            "outcomes": {
-                k: sum(e["outcome"] == k for e in episodes)
-                for k in ("completed", "collision", "offroad", "timeout")
-            },
-        },
+            refiner_dagger_dir(study, seed, head, round_index, extra=True),
+        ),
+        beta=spec.beta,
+        # the noise salt continues the AE's round numbering
+        salt=config.dagger.rounds + round_index,
     )
+    write_json_atomic(refiner_rollouts_path(study, seed, head, round_index), record)
 
 
 def _closed_loop(

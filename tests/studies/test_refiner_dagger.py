@@ -108,9 +108,7 @@ def test_rollouts_take_fresh_seeds_after_the_ae_rounds_and_count_in_the_record(t
         assert (call["noise"].acceleration_std, call["noise"].lateral_accel_std) == (0.5, 0.5)
     assert regular["out"] == tasks.refiner_dagger_dir(tmp_path, 1, "diffusion", 2)
     assert extra["out"] == tasks.refiner_dagger_dir(tmp_path, 1, "diffusion", 2, extra=True)
-    record = json.loads(
-        tasks.refiner_record_path(tmp_path, 1, "diffusion", 2).with_suffix(".rollouts.json").read_text()
-    )
+    record = json.loads(tasks.refiner_rollouts_path(tmp_path, 1, "diffusion", 2).read_text())
     assert (record["samples"], record["episodes"], record["outcomes"]["timeout"]) == (17, 16, 16)
     # Done only when both collections are complete (and the record above exists).
     assert not tasks.is_done(tmp_path, task)
