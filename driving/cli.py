@@ -49,6 +49,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="other vehicles show blinkers in the BEV before they turn (driving.signals)",
     )
     collect.add_argument(
+        "--vehicle-trail",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="other vehicles' motion trails in the BEV over the last SECONDS (BEVConfig.vehicle_trail_s)",
+    )
+    collect.add_argument(
         "--density", type=positive_float, default=None, help="traffic density multiplier for every scenario"
     )
     collect.add_argument(
@@ -173,7 +180,7 @@ def _run_collect(args) -> int:
         labeled=not args.unlabeled,
         sensors=SensorConfig(
             camera=CameraConfig(height=args.image_size, width=args.image_size),
-            bev=BEVConfig(turn_signals=args.turn_signals),
+            bev=BEVConfig(turn_signals=args.turn_signals, vehicle_trail_s=args.vehicle_trail),
         ),
     )
     start = time.perf_counter()

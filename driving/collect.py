@@ -40,7 +40,7 @@ from automot.checks import check_choice
 from automot.config import build_config
 from automot.io import make_dirs, write_json_atomic
 from driving.collect_folder import INDEX_NAME, SHARD_DIR, prepare_out, remove_killed_writes
-from driving.config import LabelConfig, SensorConfig, SimConfig
+from driving.config import BEV_OPTIONS, LabelConfig, SensorConfig, SimConfig
 from driving.scenarios import SCENARIOS, SEED_SPLITS, build_scenario, split_seeds
 from driving.shards import FORMAT_VERSION, read_shard, shard_fields, write_shard
 
@@ -106,8 +106,10 @@ class CollectConfig:
         out = json.loads(json.dumps(asdict(self)))
         if not out["expert"]:  # the default expert: folders collected before the field existed still match
             del out["expert"]
-        if not out["sensors"]["bev"]["turn_signals"]:  # likewise for the BEV without blinkers
-            del out["sensors"]["bev"]["turn_signals"]
+        bev = out["sensors"]["bev"]
+        for name, default in BEV_OPTIONS.items():  # likewise for what the BEV shows (blinkers, trails)
+            if bev[name] == default:
+                del bev[name]
         return out
 
     def episodes_plan(self) -> list[tuple[str, int]]:
@@ -166,7 +168,7 @@ def episode_arrays(
             [max(ue_index - k * interval, 0) for k in range(sensors.history_frames - 1, -1, -1)]
         )
         rows["rgb_idx"].append(index)
-        rows["bev"].append(render_bev(world, state).astype(np.uint8))
+        rows["bev"].append(render_bev(world, index).astype(np.uint8))
         rows["ego_state"].append([state.speed, state.acceleration, state.yaw_rate])
         rows["ego_history"].append(ego_history(world, index))
         rows["target_point"].append(target_point(world, index))

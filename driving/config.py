@@ -104,10 +104,19 @@ class BEVConfig:
     # Other vehicles show a blinker in the `vehicles` channel before they turn at a junction
     # (`driving.signals`): what a camera would see of the routes the expert knows. Off: as before.
     turn_signals: bool = False
+    # Motion trails: the `vehicles` channel also marks the other vehicles' footprints at every policy
+    # step of the last `vehicle_trail_s` seconds (in the current ego frame), so a moving vehicle is a
+    # streak as long as the road it covered and a stopped one a plain box. One frame shows where the
+    # others are, not how fast they come; the expert reads their speeds (a temporal BEV stands for
+    # that). A whole number of policy steps; 0: off, as before.
+    vehicle_trail_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.turn_signals, bool):
             raise ValueError(f"BEVConfig.turn_signals: expected a bool, got {self.turn_signals!r}")
+        if isinstance(self.vehicle_trail_s, bool) or not isinstance(self.vehicle_trail_s, (int, float)):
+            raise ValueError(f"BEVConfig.vehicle_trail_s: expected a number of seconds, got {self.vehicle_trail_s!r}")
+        check_positive("BEVConfig.vehicle_trail_s", self.vehicle_trail_s, allow_zero=True)
         check_positive("BEVConfig.resolution_m", self.resolution_m)
         check_positive("BEVConfig.ahead_m", self.ahead_m)
         check_positive("BEVConfig.behind_m", self.behind_m, allow_zero=True)
@@ -128,6 +137,32 @@ class BEVConfig:
     @property
     def width(self) -> int:
         return round(2 * self.side_m / self.resolution_m)
+
+    def options(self) -> dict[str, Any]:
+        """The settings of what the BEV shows (`BEV_OPTIONS`, not its geometry): they travel with a
+        policy (`ActionExpert.sensor_options`) and a dataset's index, so a policy is evaluated and
+        fine-tuned in the world it was trained in."""
+        return {name: getattr(self, name) for name in BEV_OPTIONS}
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any] | None) -> BEVConfig:
+        """The default geometry with `options` (a policy's `sensor_options`; other keys ignored)."""
+        options = options or {}
+        return cls(**{name: options[name] for name in BEV_OPTIONS if name in options})
+
+
+def check_trail(bev: BEVConfig, sim: SimConfig) -> None:
+    """A motion trail (`BEVConfig.vehicle_trail_s`) is a whole number of the simulation's policy steps."""
+    if bev.vehicle_trail_s and not _is_multiple(bev.vehicle_trail_s, sim.dt):
+        raise ValueError(
+            f"BEVConfig.vehicle_trail_s: expected a multiple of the policy step {sim.dt} s "
+            f"(SimConfig.policy_hz={sim.policy_hz}), got {bev.vehicle_trail_s}"
+        )
+
+
+# BEVConfig fields that change what the BEV shows, with their defaults (absent from records made
+# before each existed: the default is what those were made with).
+BEV_OPTIONS: dict[str, Any] = {"turn_signals": False, "vehicle_trail_s": 0.0}
 
 
 @dataclass

@@ -39,6 +39,7 @@ from automot import spec
 from automot.checks import check_tensor
 from automot.types import SensorBatch
 from driving.collect import INDEX_NAME
+from driving.config import BEV_OPTIONS, BEVConfig
 from driving.shards import FORMAT_VERSION, read_shard
 
 
@@ -166,17 +167,24 @@ def index_is_labeled(index: dict) -> bool:
     return labeled
 
 
-def index_turn_signals(index: dict) -> bool:
-    """Whether a dataset's BEV shows the other vehicles' blinkers (`BEVConfig.turn_signals`): from the
-    collection's config, or the collection config inside an on-policy round's (absent: off)."""
+def index_bev_options(index: dict) -> dict:
+    """What a dataset's BEV shows (`BEVConfig.options`: blinkers, motion trails), from the collection's
+    config or the collection config inside an on-policy round's; an option the index does not record
+    has its default (`BEV_OPTIONS`), what the data was collected with."""
     config = index.get("config", {})
     config = config.get("collect", config)
-    value = config.get("sensors", {}).get("bev", {}).get("turn_signals", False)
-    if not isinstance(value, bool):
-        raise ValueError(
-            f"dataset index: expected sensors.bev.turn_signals to be true or false, got {value!r}"
-        )
-    return value
+    recorded = config.get("sensors", {}).get("bev", {})
+    options = {name: recorded.get(name, default) for name, default in BEV_OPTIONS.items()}
+    try:
+        BEVConfig.from_options(options)
+    except ValueError as err:
+        raise ValueError(f"dataset index: sensors.bev: {err}") from None
+    return options
+
+
+def index_turn_signals(index: dict) -> bool:
+    """Whether a dataset's BEV shows the other vehicles' blinkers (`BEVConfig.turn_signals`)."""
+    return index_bev_options(index)["turn_signals"]
 
 
 class DrivingDataset(Dataset):
@@ -195,17 +203,18 @@ class DrivingDataset(Dataset):
             raise ValueError("DrivingDataset.roots: expected at least one dataset directory, got none")
         self.episodes: list[tuple[Path, dict]] = []
         self.dims: dict[str, int] | None = None
-        self.turn_signals: bool | None = None  # does the BEV show blinkers (the same in every directory)
+        self.bev_options: dict | None = None  # what the BEV shows (the same in every directory)
         for root in roots:
             index = read_index(root)
-            signals = index_turn_signals(index)
-            if self.turn_signals is None:
-                self.turn_signals = signals
-            elif signals != self.turn_signals:
-                raise ValueError(
-                    f"dataset {root}: expected sensors.bev.turn_signals={self.turn_signals} like the first "
-                    f"directory, got {signals}"
-                )
+            options = index_bev_options(index)
+            if self.bev_options is None:
+                self.bev_options = options
+            for name, value in options.items():
+                if value != self.bev_options[name]:
+                    raise ValueError(
+                        f"dataset {root}: expected sensors.bev.{name}={self.bev_options[name]} like the "
+                        f"first directory, got {value}"
+                    )
             if self.dims is None:
                 self.dims = dict(index["dims"])
             elif dict(index["dims"]) != self.dims:
@@ -244,6 +253,11 @@ class DrivingDataset(Dataset):
 
     def __len__(self) -> int:
         return int(self._offsets[-1])
+
+    @property
+    def turn_signals(self) -> bool:
+        """Does the BEV show the other vehicles' blinkers (`BEVConfig.turn_signals`)?"""
+        return bool(self.bev_options["turn_signals"])
 
     def _shard(self, episode: int) -> dict[str, np.ndarray]:
         if episode in self._cache:

@@ -240,7 +240,7 @@ def labelled_arrays(world, config: OnPolicyConfig, trace: EpisodeTrace) -> dict[
             [max(index - k * interval, 0) for k in range(c.sensors.history_frames - 1, -1, -1)]
         )
         rows["rgb_idx"].append(index)
-        rows["bev"].append(render_bev(world, state).astype(np.uint8))
+        rows["bev"].append(render_bev(world, index).astype(np.uint8))
         rows["ego_state"].append([state.speed, state.acceleration, state.yaw_rate])
         rows["ego_history"].append(ego_history(world, index))
         rows["target_point"].append(target_point(world, index))

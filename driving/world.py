@@ -20,7 +20,7 @@ os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")  # "dummy" renders black f
 import numpy as np
 
 from automot.types import Observation
-from driving.config import SensorConfig, SimConfig
+from driving.config import SensorConfig, SimConfig, check_trail
 from driving.drivable import DrivableArea
 from driving.geometry import Pose, heading_to_display, world_to_display, wrap_angle
 from driving.route import ProgressTracker, Route
@@ -83,6 +83,7 @@ class World:
         self.scenario = build_scenario(scenario) if isinstance(scenario, str) else scenario
         self.sim = sim or SimConfig()
         self.sensors = sensors or SensorConfig()
+        check_trail(self.sensors.bev, self.sim)
         render_mode = "rgb_array" if self.sensors.render else None
         from driving.sensors.bev import BEVRasterizer
         from driving.sensors.camera import Camera

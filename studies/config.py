@@ -32,6 +32,9 @@ class DataSpec:
     # Other vehicles' blinkers in the BEV (`driving.signals`; `BEVConfig.turn_signals`), in the
     # demonstrations, the DAgger rollouts and every closed-loop run of the study alike.
     turn_signals: bool = False
+    # The other vehicles' motion trails in the BEV over the last seconds (`BEVConfig.vehicle_trail_s`),
+    # likewise everywhere in the study; 0: off
+    vehicle_trail_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.scenarios:
@@ -43,6 +46,12 @@ class DataSpec:
             raise ValueError(f"DataSpec.turn_signals: expected a bool, got {self.turn_signals!r}")
         if self.duration_s is not None:
             check_positive("DataSpec.duration_s", self.duration_s)
+        from driving.config import BEVConfig, SimConfig, check_trail
+
+        try:
+            check_trail(BEVConfig(vehicle_trail_s=self.vehicle_trail_s), SimConfig())
+        except ValueError as err:
+            raise ValueError(f"DataSpec.vehicle_trail_s: {err}") from None
 
 
 @dataclass

@@ -139,7 +139,7 @@ def _strip(world, plans, record, worst: dict, path: Path, panels: int) -> None:
     for ax, step in zip(np.atleast_1d(axes), steps):
         state = world.log[step]
         extent = (-bev.side_m, bev.side_m, -bev.behind_m, bev.ahead_m)
-        ax.imshow(bev_to_rgb(render_bev(world, state)), extent=extent)
+        ax.imshow(bev_to_rgb(render_bev(world, step)), extent=extent)
         mine, expert = plans[step]
         ax.plot(-expert[:, 1], expert[:, 0], "o-", color="white", ms=3, lw=1.2, label="expert")
         ax.plot(-mine[:, 1], mine[:, 0], "x--", color="magenta", ms=4, lw=1.2, label="policy")

@@ -331,9 +331,8 @@ def study_sensors(config: StudyConfig):
     from driving.config import BEVConfig, CameraConfig, SensorConfig
 
     size = config.data.image_size
-    return SensorConfig(
-        camera=CameraConfig(height=size, width=size), bev=BEVConfig(turn_signals=config.data.turn_signals)
-    )
+    bev = BEVConfig(turn_signals=config.data.turn_signals, vehicle_trail_s=config.data.vehicle_trail_s)
+    return SensorConfig(camera=CameraConfig(height=size, width=size), bev=bev)
 
 
 def _collect(study: Path, config: StudyConfig, split: str, status: StatusWriter) -> None:
@@ -548,6 +547,7 @@ def _validation(study: Path, config: StudyConfig, seed: int, round_index: int):
         refresh_every=config.eval.refresh_every,
         image_size=config.data.image_size,
         turn_signals=config.data.turn_signals,
+        vehicle_trail_s=config.data.vehicle_trail_s,
         scenario_overrides=scenario_overrides(config),
         select=spec.select,
         history_path=str(round_record_path(study, seed, round_index).with_suffix(".val.json")),

@@ -46,6 +46,7 @@ class ClosedLoopValConfig:
     turn_signals: bool = (
         False  # the BEV's blinkers (`BEVConfig.turn_signals`), as the policy was trained with
     )
+    vehicle_trail_s: float = 0.0  # the BEV's motion trails (`BEVConfig.vehicle_trail_s`), likewise
     scenario_overrides: dict[str, dict] = field(default_factory=dict)
     l2_batches: int = 4  # validation batches for the open-loop tie-break (0: none)
     select: bool = True  # export the best evaluation's weights instead of the last ones
@@ -79,7 +80,7 @@ class ClosedLoopValConfig:
         size = self.image_size
         return EvalConfig(
             sensors=SensorConfig(
-                camera=CameraConfig(height=size, width=size), bev=BEVConfig(turn_signals=self.turn_signals)
+                camera=CameraConfig(height=size, width=size), bev=BEVConfig(turn_signals=self.turn_signals, vehicle_trail_s=self.vehicle_trail_s)
             )
         )
 

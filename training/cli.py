@@ -230,7 +230,7 @@ def _eval_config(backbone, image_size: int | None = None):
     if image_size is not None:
         height = width = image_size
     camera = CameraConfig(height=height, width=width)
-    bev = BEVConfig(turn_signals=bool((backbone.ae.sensor_options or {}).get("turn_signals", False)))
+    bev = BEVConfig.from_options(backbone.ae.sensor_options)
     return EvalConfig(sensors=SensorConfig(camera=camera, bev=bev, history_frames=shapes["rgb_history"][0]))
 
 

@@ -118,11 +118,10 @@ def run_dagger(
     out = Path(out)
     records_path = out / "rounds.json"
     records = json.loads(records_path.read_text())["rounds"] if records_path.exists() else []
-    # The rollouts' world shows what the policy was trained to see (the BEV's blinkers or not).
-    signals = bool(saved_sensor_options(policy).get("turn_signals", False))
+    # The rollouts' world shows what the policy was trained to see (the BEV's blinkers, trails).
     sensors = SensorConfig(
         camera=CameraConfig(height=config.image_size, width=config.image_size),
-        bev=BEVConfig(turn_signals=signals),
+        bev=BEVConfig.from_options(saved_sensor_options(policy)),
     )
     overrides = (
         {} if config.duration_s is None else {s: {"duration_s": config.duration_s} for s in config.scenarios}

@@ -56,10 +56,27 @@ def rgb_history(world, ue_index: int) -> np.ndarray:
     return np.stack(frames)[:, None]  # (T, V=1, 3, H, W)
 
 
-def render_bev(world, state) -> np.ndarray:
-    """The BEV (C, Hb, Wb) of a logged step: the other objects, and their blinkers when the world's
-    `BEVConfig.turn_signals` is on (`ObjectState.signal_boxes`, empty otherwise)."""
-    return world.bev.render(state.ego, np.concatenate([state.objects.boxes, state.objects.signal_boxes]))
+def trail_boxes(world, index: int) -> np.ndarray:
+    """(N, 5) display-frame boxes of the moving objects at the policy steps of the last
+    `BEVConfig.vehicle_trail_s` seconds before logged step `index` (none before the episode start;
+    static objects do not move). Empty when trails are off."""
+    trail_s = world.bev.config.vehicle_trail_s
+    if not trail_s:
+        return np.zeros((0, 5))
+    past = [world.log[i] for i in range(index - world.sim.steps(trail_s), index) if i >= 0]
+    boxes = [s.objects.boxes[~s.objects.static] for s in past]
+    return np.concatenate(boxes) if boxes else np.zeros((0, 5))
+
+
+def render_bev(world, index: int) -> np.ndarray:
+    """The BEV (C, Hb, Wb) of logged step `index`: the other objects, their blinkers when the world's
+    `BEVConfig.turn_signals` is on (`ObjectState.signal_boxes`, empty otherwise) and their motion
+    trails when `BEVConfig.vehicle_trail_s` is set (`trail_boxes`)."""
+    state = world.log[index]
+    objects = state.objects
+    return world.bev.render(
+        state.ego, np.concatenate([objects.boxes, objects.signal_boxes, trail_boxes(world, index)])
+    )
 
 
 def build_observation(world, index: int, ue_index: int) -> Observation:
@@ -73,7 +90,7 @@ def build_observation(world, index: int, ue_index: int) -> Observation:
     return Observation(
         rgb_history=rgb_history(world, ue_index),
         rgb=world.frames[index],
-        bev=render_bev(world, state),
+        bev=render_bev(world, index),
         ego_state=np.array([state.speed, state.acceleration, state.yaw_rate], dtype=np.float32),
         ego_history=ego_history(world, index),
         target_point=target_point(world, index),

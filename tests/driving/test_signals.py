@@ -88,11 +88,11 @@ def test_blinkers_show_in_the_bev_vehicle_channel_only_and_change_nothing_else()
     plain, signals = _drive(False, seed), _drive(True, seed)
     assert len(plain.log) == len(signals.log)
     more = 0
-    for a, b in zip(plain.log, signals.log):
+    for i, (a, b) in enumerate(zip(plain.log, signals.log)):
         # the world and everything labelled from it are the same; only the blinkers are added
         np.testing.assert_array_equal(a.objects.boxes, b.objects.boxes)
         assert len(a.objects.signal_boxes) == 0
-        bev_a, bev_b = render_bev(plain, a), render_bev(signals, b)
+        bev_a, bev_b = render_bev(plain, i), render_bev(signals, i)
         np.testing.assert_array_equal(np.delete(bev_a, 2, 0), np.delete(bev_b, 2, 0))
         assert (bev_b[2] >= bev_a[2]).all()  # blinkers only add vehicle cells
         more += int((bev_b[2] > bev_a[2]).any())

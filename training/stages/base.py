@@ -16,6 +16,7 @@ import lightning as L
 import torch
 
 from automot.checks import check_choice
+from driving.config import BEV_OPTIONS
 from heads import PlanTarget
 from mot.action_expert import MoTOutput
 from mot.backbone import MoTBackbone
@@ -151,20 +152,25 @@ class PolicyStage(L.LightningModule):
             self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
 
     def on_train_start(self) -> None:
-        # Whether the training data's BEV shows blinkers travels with the policy too, so an evaluation
-        # drives it in the same world; fine-tuning on data that differs from what it was trained on
-        # is refused.
+        # What the training data's BEV shows (blinkers, motion trails: `BEVConfig.options`) travels
+        # with the policy too, so an evaluation drives it in the same world; fine-tuning on data that
+        # differs from what it was trained on is refused.
         datasets = getattr(getattr(self.trainer, "datamodule", None), "datasets", None) or {}
-        signals = getattr(datasets.get("train"), "turn_signals", None)
-        if signals is None:
+        options = getattr(datasets.get("train"), "bev_options", None)
+        if options is None:
             return
-        recorded = (self.ae.sensor_options or {}).get("turn_signals")
-        if recorded is not None and recorded != signals:
-            raise ValueError(
-                f"training data: expected sensors.bev.turn_signals={recorded} as the policy was trained "
-                f"with, got {signals}"
-            )
-        self.ae.sensor_options = {**(self.ae.sensor_options or {}), "turn_signals": signals}
+        recorded = self.ae.sensor_options
+        if recorded is not None:  # a trained policy: an option it does not record had its default
+            for name, value in options.items():
+                expected = recorded.get(name, BEV_OPTIONS[name])
+                if expected != value:
+                    raise ValueError(
+                        f"training data: expected sensors.bev.{name}={expected} as the policy was "
+                        f"trained with, got {value}"
+                    )
+        # Blinkers are always recorded (as before), the other options only when set.
+        shown = {k: v for k, v in options.items() if k == "turn_signals" or v != BEV_OPTIONS[k]}
+        self.ae.sensor_options = {**(recorded or {}), **shown}
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         # The sensor sizes the policy is trained with travel with it (policy folder, `input_shapes`);
