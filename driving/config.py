@@ -115,7 +115,9 @@ class BEVConfig:
         if not isinstance(self.turn_signals, bool):
             raise ValueError(f"BEVConfig.turn_signals: expected a bool, got {self.turn_signals!r}")
         if isinstance(self.vehicle_trail_s, bool) or not isinstance(self.vehicle_trail_s, (int, float)):
-            raise ValueError(f"BEVConfig.vehicle_trail_s: expected a number of seconds, got {self.vehicle_trail_s!r}")
+            raise ValueError(
+                f"BEVConfig.vehicle_trail_s: expected a number of seconds, got {self.vehicle_trail_s!r}"
+            )
         check_positive("BEVConfig.vehicle_trail_s", self.vehicle_trail_s, allow_zero=True)
         check_positive("BEVConfig.resolution_m", self.resolution_m)
         check_positive("BEVConfig.ahead_m", self.ahead_m)

@@ -80,7 +80,8 @@ class ClosedLoopValConfig:
         size = self.image_size
         return EvalConfig(
             sensors=SensorConfig(
-                camera=CameraConfig(height=size, width=size), bev=BEVConfig(turn_signals=self.turn_signals, vehicle_trail_s=self.vehicle_trail_s)
+                camera=CameraConfig(height=size, width=size),
+                bev=BEVConfig(turn_signals=self.turn_signals, vehicle_trail_s=self.vehicle_trail_s),
             )
         )
 

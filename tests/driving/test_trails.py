@@ -92,7 +92,9 @@ def test_a_trail_is_as_long_as_the_road_covered_and_a_parked_car_has_none():
 def test_the_setting_is_validated_at_the_boundary():
     with pytest.raises(ValueError, match=r"BEVConfig\.vehicle_trail_s: expected a value >= 0"):
         BEVConfig(vehicle_trail_s=-0.5)
-    with pytest.raises(ValueError, match=r"BEVConfig\.vehicle_trail_s: expected a number of seconds, got 'x'"):
+    with pytest.raises(
+        ValueError, match=r"BEVConfig\.vehicle_trail_s: expected a number of seconds, got 'x'"
+    ):
         BEVConfig(vehicle_trail_s="x")
     with pytest.raises(ValueError, match=r"vehicle_trail_s: expected a multiple of the policy step 0\.25 s"):
         World("highway", sensors=SensorConfig(bev=BEVConfig(vehicle_trail_s=0.3)))
@@ -119,7 +121,9 @@ def test_config_and_index_carry_the_setting_and_old_folders_keep_their_hash(tiny
     (copy / "index.json").write_text(json.dumps(index))
     (copy / "shards").symlink_to(tiny_dataset / "val" / "shards")
     assert DrivingDataset(copy).bev_options["vehicle_trail_s"] == 0.5
-    with pytest.raises(ValueError, match=r"expected sensors\.bev\.vehicle_trail_s=0\.0 like the first directory, got 0\.5"):
+    with pytest.raises(
+        ValueError, match=r"expected sensors\.bev\.vehicle_trail_s=0\.0 like the first directory, got 0\.5"
+    ):
         DrivingDataset([tiny_dataset / "val", copy])
 
 
@@ -154,12 +158,12 @@ def test_a_policy_carries_its_trails_into_evaluation_dagger_and_fine_tuning(tiny
     assert _eval_config(backbone).sensors.bev.vehicle_trail_s == 0.5  # `automot eval` draws the trails
     assert BEVConfig.from_options(saved_sensor_options(tmp_path / "p")).vehicle_trail_s == 0.5  # DAgger
     tuned = ActionExpertStage(backbone=BackboneSpec(init_from=str(tmp_path / "p")))
-    with pytest.raises(ValueError, match="vehicle_trail_s=0.5 as the policy was trained with, got 0.0"):
+    with pytest.raises(ValueError, match=r"vehicle_trail_s=0\.5 as the policy was trained with, got 0\.0"):
         fit(tuned, tiny_dataset / "val")
     # a policy trained before trails existed (it records its blinkers only) had none
     plain = ActionExpertStage(backbone=BackboneSpec(preset="tiny"), export_dir=str(tmp_path / "q"))
     fit(plain, tiny_dataset / "val")
     assert saved_sensor_options(tmp_path / "q") == {"turn_signals": False}  # as before trails existed
     again = ActionExpertStage(backbone=BackboneSpec(init_from=str(tmp_path / "q")))
-    with pytest.raises(ValueError, match="vehicle_trail_s=0.0 as the policy was trained with, got 0.5"):
+    with pytest.raises(ValueError, match=r"vehicle_trail_s=0\.0 as the policy was trained with, got 0\.5"):
         fit(again, train)
