@@ -40,7 +40,7 @@ from automot.checks import check_choice
 from automot.config import build_config
 from automot.io import make_dirs, write_json_atomic
 from driving.collect_folder import INDEX_NAME, SHARD_DIR, prepare_out, remove_killed_writes
-from driving.config import BEV_OPTIONS, LabelConfig, SensorConfig, SimConfig
+from driving.config import BEV_OPTIONS, LabelConfig, SensorConfig, SimConfig, check_trail
 from driving.scenarios import SCENARIOS, SEED_SPLITS, build_scenario, split_seeds
 from driving.shards import FORMAT_VERSION, read_shard, shard_fields, write_shard
 
@@ -93,6 +93,7 @@ class CollectConfig:
         if not self.async_offsets or min(self.async_offsets) < 1:
             raise ValueError(f"CollectConfig.async_offsets: expected positive ints, got {self.async_offsets}")
         split_seeds(self.split, self.episodes, self.seed_start)  # validates the range
+        check_trail(self.sensors.bev, self.sim)
         self.expert = dict(self.expert)
         self.expert_config()  # validates the names and values
 

@@ -167,3 +167,33 @@ def test_a_policy_carries_its_trails_into_evaluation_dagger_and_fine_tuning(tiny
     again = ActionExpertStage(backbone=BackboneSpec(init_from=str(tmp_path / "q")))
     with pytest.raises(ValueError, match=r"vehicle_trail_s=0\.0 as the policy was trained with, got 0\.5"):
         fit(again, train)
+
+
+def test_collect_cli_writes_trails_into_the_bev_and_refuses_a_partial_step(tmp_path, capsys):
+    from automot.cli import main
+    from driving.shards import read_shard
+
+    args = [
+        "collect",
+        "--scenarios",
+        "intersection",
+        "--episodes",
+        "1",
+        "--duration",
+        "8",
+        "--image-size",
+        "16",
+    ]
+    assert main([*args, "--out", str(tmp_path / "plain")]) == 0
+    assert main([*args, "--vehicle-trail", "0.5", "--out", str(tmp_path / "trails")]) == 0
+    trails = DrivingDataset(tmp_path / "trails")
+    assert trails.bev_options == {"turn_signals": False, "vehicle_trail_s": 0.5}
+    shard = sorted((tmp_path / "plain" / "shards").glob("*.npz"))[0].name
+    a = read_shard(tmp_path / "plain" / "shards" / shard)
+    b = read_shard(tmp_path / "trails" / "shards" / shard)
+    np.testing.assert_array_equal(a["waypoints"], b["waypoints"])  # the same labels
+    np.testing.assert_array_equal(np.delete(a["bev"], 2, 1), np.delete(b["bev"], 2, 1))
+    assert (b["bev"][:, 2] >= a["bev"][:, 2]).all() and (b["bev"][:, 2] > a["bev"][:, 2]).any()
+    assert main([*args, "--vehicle-trail", "0.3", "--out", str(tmp_path / "bad")]) != 0
+    assert "vehicle_trail_s: expected a multiple of the policy step 0.25 s" in capsys.readouterr().err
+    assert not (tmp_path / "bad" / "index.json").exists()
