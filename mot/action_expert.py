@@ -64,9 +64,10 @@ class ActionExpert(nn.Module):
         # Per-sample sensor shapes (`SensorBatch.shapes()`) the AE was trained with; recorded by the
         # training stages, saved in the policy folder, checked on every batch. None: not trained yet.
         self.input_shapes: dict[str, list[int]] | None = None
-        # Sensor settings the AE was trained with beyond the shapes, e.g. {"turn_signals": True}
-        # (the BEV's blinkers); set from the training data, saved with the policy.
-        self.sensor_options: dict[str, bool] | None = None
+        # Sensor settings the AE was trained with beyond the shapes: what its BEV showed, e.g.
+        # {"turn_signals": True, "vehicle_trail_s": 0.5} (blinkers, motion trails;
+        # `driving.config.BEVConfig.options`); set from the training data, saved with the policy.
+        self.sensor_options: dict[str, bool | float] | None = None
         c, g = config.ae, geometry
         d = c.hidden_size
         self.num_heads = c.num_heads(g)

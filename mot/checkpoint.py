@@ -57,7 +57,7 @@ def save_action_expert(ae: ActionExpert, directory: str | os.PathLike) -> Path:
     return directory
 
 
-def saved_sensor_options(directory: str | os.PathLike) -> dict[str, bool]:
+def saved_sensor_options(directory: str | os.PathLike) -> dict[str, bool | float]:
     """The sensor settings a policy folder was trained with beyond its shapes (`ActionExpert.
     sensor_options`, e.g. {"turn_signals": True}); {} for folders that record none."""
     path = Path(directory) / CONFIG

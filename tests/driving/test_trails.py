@@ -104,6 +104,16 @@ def test_the_setting_is_validated_at_the_boundary():
         DataSpec(vehicle_trail_s=0.3)
 
 
+def _trails_copy(src, dst, trail_s: float = 0.5):
+    """`src` declared as collected with motion trails (the same shards; the index says so)."""
+    dst.mkdir()
+    index = json.loads((src / "index.json").read_text())
+    index["config"]["sensors"]["bev"]["vehicle_trail_s"] = trail_s
+    (dst / "index.json").write_text(json.dumps(index))
+    (dst / "shards").symlink_to(src / "shards")
+    return dst
+
+
 def test_config_and_index_carry_the_setting_and_old_folders_keep_their_hash(tiny_dataset, tmp_path):
     plain = CollectConfig(scenarios=["intersection"], episodes=1)
     assert "vehicle_trail_s" not in plain.to_json()["sensors"]["bev"]  # collections made before: same hash
@@ -114,12 +124,7 @@ def test_config_and_index_carry_the_setting_and_old_folders_keep_their_hash(tiny
     with pytest.raises(ValueError, match=r"dataset index: sensors\.bev: BEVConfig\.vehicle_trail_s"):
         index_bev_options(bad)
     # a dataset of directories with different trails is refused, naming both
-    copy = tmp_path / "trails"
-    copy.mkdir()
-    index = json.loads((tiny_dataset / "val" / "index.json").read_text())
-    index["config"]["sensors"]["bev"]["vehicle_trail_s"] = 0.5
-    (copy / "index.json").write_text(json.dumps(index))
-    (copy / "shards").symlink_to(tiny_dataset / "val" / "shards")
+    copy = _trails_copy(tiny_dataset / "val", tmp_path / "trails")
     assert DrivingDataset(copy).bev_options["vehicle_trail_s"] == 0.5
     with pytest.raises(
         ValueError, match=r"expected sensors\.bev\.vehicle_trail_s=0\.0 like the first directory, got 0\.5"
@@ -136,12 +141,7 @@ def test_a_policy_carries_its_trails_into_evaluation_dagger_and_fine_tuning(tiny
     from training.policy import BackboneSpec, load_pretrained
     from training.stages import ActionExpertStage
 
-    train = tmp_path / "train"
-    train.mkdir()
-    index = json.loads((tiny_dataset / "val" / "index.json").read_text())
-    index["config"]["sensors"]["bev"]["vehicle_trail_s"] = 0.5
-    (train / "index.json").write_text(json.dumps(index))
-    (train / "shards").symlink_to(tiny_dataset / "val" / "shards")
+    train = _trails_copy(tiny_dataset / "val", tmp_path / "train")
 
     def fit(stage, data):
         dm = DrivingDataModule(data, None, batch_size=4)
