@@ -2,6 +2,7 @@
 
     automot fit --config configs/tiny/ae.yaml [--model.init_args.head=diffusion] [--trainer.max_steps=50]
     automot eval --ckpt runs/tiny/policy_mlp --data data/tiny --split test [--closed-loop --episodes 3] [--json]
+    automot eval --baseline expert --closed-loop --split test --episodes 3   # or constant_velocity
 
 `fit` hands every argument after the subcommand to Lightning's CLI (YAML with `class_path` /
 `init_args`, `--print_config`, `--ckpt_path` to resume). Lightning checkpoints are always read with
@@ -25,7 +26,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     ev = subparsers.add_parser("eval", help="open-loop (and closed-loop) metrics of a trained policy folder")
     ev.add_argument(
-        "--ckpt", required=True, help="policy or student folder (a stage's export_dir: safetensors + JSON)"
+        "--ckpt", default=None, help="policy or student folder (a stage's export_dir: safetensors + JSON)"
+    )
+    ev.add_argument(
+        "--baseline",
+        default=None,
+        type=_baseline_name,
+        metavar="{expert,constant_velocity}",
+        help="evaluate a reference policy instead of --ckpt (closed loop; constant velocity also open loop)",
     )
     ev.add_argument("--data", default=None, help="dataset root with train/ val/ test/ folders (open loop)")
     ev.add_argument("--split", default="test", choices=("train", "val", "test"))
@@ -70,6 +78,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     register_dagger(subparsers)
 
 
+def _baseline_name(text: str) -> str:
+    """argparse type: a reference policy's name (`driving.baselines.POLICIES`)."""
+    from driving.baselines import POLICIES
+
+    if text not in POLICIES:
+        raise argparse.ArgumentTypeError(f"expected one of {sorted(POLICIES)}, got {text!r}")
+    return text
+
+
 def run_fit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -95,6 +112,13 @@ def run_eval(args: argparse.Namespace) -> int:
     from training.evaluate import evaluate_closed_loop, evaluate_open_loop
     from training.policy import load_pretrained, with_head
 
+    if (args.ckpt is None) == (args.baseline is None):
+        raise ValueError(
+            f"--ckpt / --baseline: expected exactly one of them, got --ckpt {args.ckpt} and --baseline "
+            f"{args.baseline}"
+        )
+    if args.baseline is not None:
+        return _eval_baseline(args)
     ckpt = Path(args.ckpt)
     if ckpt.is_file():
         raise ValueError(
@@ -188,6 +212,51 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_baseline(args: argparse.Namespace) -> int:
+    """A reference policy (`driving.baselines.POLICIES`) on the same scenarios, seeds and metrics."""
+    import json
+    from pathlib import Path
+
+    from driving import available_scenarios, split_seeds
+    from driving.baselines import build_policy
+    from training.evaluate import constant_velocity_open_loop, evaluate_closed_loop
+
+    if args.head is not None or args.shadow_expert:
+        flag = "--head" if args.head is not None else "--shadow-expert"
+        raise ValueError(
+            f"{flag}: expected none with --baseline (a baseline has no head and no shadow), got {flag} "
+            f"with --baseline {args.baseline}"
+        )
+    if args.data is not None and args.baseline == "expert":
+        raise ValueError(
+            "--data: the expert's plan is the dataset's label (open-loop L2 0 by construction): expected no "
+            f"--data with --baseline expert, got {args.data}"
+        )
+    if args.data is not None and not (Path(args.data) / args.split).is_dir():
+        raise ValueError(
+            f"--data: expected a dataset root holding a {args.split}/ folder (automot collect --out ROOT/{args.split}), "
+            f"got {args.data}"
+        )
+    if args.data is None and not args.closed_loop:
+        raise ValueError(
+            "--closed-loop: expected it (or --data for constant velocity's open loop), got neither"
+        )
+    result: dict = {"policy": args.baseline, "head": None, "sampling_seed": None}
+    if args.data is not None:
+        result["open_loop"] = constant_velocity_open_loop(str(Path(args.data) / args.split))
+    if args.closed_loop:
+        scenarios = args.scenarios or available_scenarios()
+        seeds = split_seeds(args.split, args.episodes)
+        result["closed_loop"] = evaluate_closed_loop(
+            build_policy(args.baseline), scenarios, seeds, records_path=args.records
+        )
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+    else:
+        _print_eval(result)
+    return 0
+
+
 def _eval_student(args: argparse.Namespace, ckpt) -> int:
     """The distilled student (a folder with student_config.json): the same metrics, run alone."""
     import json
@@ -235,7 +304,10 @@ def _eval_config(backbone, image_size: int | None = None):
 
 
 def _print_eval(result: dict) -> None:
-    print(f"policy {result['policy']} (head {result['head']}, sampling seed {result['sampling_seed']})")
+    if result["head"] is None:  # a baseline
+        print(f"baseline {result['policy']}")
+    else:
+        print(f"policy {result['policy']} (head {result['head']}, sampling seed {result['sampling_seed']})")
     ol = result.get("open_loop")
     if ol:
         for p in ("stp3", "uniad"):
@@ -248,7 +320,8 @@ def _print_eval(result: dict) -> None:
             for k, v in ol.items()
             if k in ("acc_lateral", "acc_longitudinal", "acc_joint")
         ]
-        print("  decisions  " + ", ".join(acc))
+        if acc:  # a baseline has no decisions
+            print("  decisions  " + ", ".join(acc))
     cl = result.get("closed_loop")
     if cl:
         print(
