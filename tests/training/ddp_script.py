@@ -57,6 +57,10 @@ def main(out: Path) -> None:
     metrics["decision"].update(lat_logits, lon_logits, lat_t, lon_t)
     synced = {name: {k: float(v) for k, v in m.compute().items()} for name, m in metrics.items()}
     (out / f"metrics_rank{rank}.json").write_text(json.dumps(synced, sort_keys=True))
+    # Both ranks leave the gloo group before the interpreter exits: a group torn down at exit can
+    # abort a rank ("terminate called without an active exception") on a loaded machine.
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
