@@ -114,9 +114,10 @@ class BEVConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.turn_signals, bool):
             raise ValueError(f"BEVConfig.turn_signals: expected a bool, got {self.turn_signals!r}")
-        if isinstance(self.vehicle_trail_s, bool) or not isinstance(self.vehicle_trail_s, (int, float)):
+        trail = self.vehicle_trail_s
+        if isinstance(trail, bool) or not isinstance(trail, (int, float)) or not math.isfinite(trail):
             raise ValueError(
-                f"BEVConfig.vehicle_trail_s: expected a number of seconds, got {self.vehicle_trail_s!r}"
+                f"BEVConfig.vehicle_trail_s: expected a finite number of seconds, got {self.vehicle_trail_s!r}"
             )
         check_positive("BEVConfig.vehicle_trail_s", self.vehicle_trail_s, allow_zero=True)
         check_positive("BEVConfig.resolution_m", self.resolution_m)
@@ -140,15 +141,11 @@ class BEVConfig:
     def width(self) -> int:
         return round(2 * self.side_m / self.resolution_m)
 
-    def options(self) -> dict[str, Any]:
-        """The settings of what the BEV shows (`BEV_OPTIONS`, not its geometry): they travel with a
-        policy (`ActionExpert.sensor_options`) and a dataset's index, so a policy is evaluated and
-        fine-tuned in the world it was trained in."""
-        return {name: getattr(self, name) for name in BEV_OPTIONS}
-
     @classmethod
     def from_options(cls, options: dict[str, Any] | None) -> BEVConfig:
-        """The default geometry with `options` (a policy's `sensor_options`; other keys ignored)."""
+        """The default geometry showing `options` (`BEV_OPTIONS`: what a policy's `sensor_options`
+        and a dataset's index record, so a policy is evaluated and fine-tuned in the world it was
+        trained in; other keys ignored)."""
         options = options or {}
         return cls(**{name: options[name] for name in BEV_OPTIONS if name in options})
 

@@ -168,7 +168,7 @@ def index_is_labeled(index: dict) -> bool:
 
 
 def index_bev_options(index: dict) -> dict:
-    """What a dataset's BEV shows (`BEVConfig.options`: blinkers, motion trails), from the collection's
+    """What a dataset's BEV shows (`BEV_OPTIONS`: blinkers, motion trails), from the collection's
     config or the collection config inside an on-policy round's; an option the index does not record
     has its default (`BEV_OPTIONS`), what the data was collected with."""
     config = index.get("config", {})

@@ -66,7 +66,7 @@ class ActionExpert(nn.Module):
         self.input_shapes: dict[str, list[int]] | None = None
         # Sensor settings the AE was trained with beyond the shapes: what its BEV showed, e.g.
         # {"turn_signals": True, "vehicle_trail_s": 0.5} (blinkers, motion trails;
-        # `driving.config.BEVConfig.options`); set from the training data, saved with the policy.
+        # `driving.config.BEV_OPTIONS`); set from the training data, saved with the policy.
         self.sensor_options: dict[str, bool | float] | None = None
         c, g = config.ae, geometry
         d = c.hidden_size

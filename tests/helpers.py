@@ -54,3 +54,16 @@ def perturb_zero_init(module: torch.nn.Module, seed: int = 0, std: float = 0.1) 
         for p in module.parameters():
             if p.numel() and bool((p == 0).all()):
                 p.copy_(torch.randn(p.shape, generator=g) * std)
+
+
+def fit_one_step(stage, data, batch_size: int = 4) -> None:
+    """One optimiser step of a training stage on the dataset directory `data` (no logs, no checkpoints)."""
+    import lightning as L
+
+    from driving.datamodule import DrivingDataModule
+
+    trainer = L.Trainer(
+        max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, accelerator="cpu", limit_val_batches=0,
+    )  # fmt: skip
+    trainer.fit(stage, datamodule=DrivingDataModule(data, None, batch_size=batch_size))

@@ -21,6 +21,7 @@ from driving.scenarios import split_seeds
 from driving.sensors.observation import render_bev
 from driving.signals import BLINKER_LENGTH_M, BLINKER_WIDTH_M, blinker_box, signal_side
 from driving.world import World
+from tests.helpers import fit_one_step
 
 
 class _Recorder(ExpertPolicy):
@@ -131,9 +132,6 @@ def test_a_dataset_refuses_directories_with_and_without_blinkers(tiny_dataset, t
 
 
 def test_a_policy_carries_what_its_data_showed_into_evaluation_and_fine_tuning(tiny_dataset, tmp_path):
-    import lightning as L
-
-    from driving.datamodule import DrivingDataModule
     from mot.checkpoint import saved_sensor_options
     from training.cli import _eval_config
     from training.policy import BackboneSpec, load_pretrained
@@ -141,16 +139,8 @@ def test_a_policy_carries_what_its_data_showed_into_evaluation_and_fine_tuning(t
 
     train = _signals_copy(tiny_dataset / "val", tmp_path / "train")
 
-    def fit(stage, data):
-        dm = DrivingDataModule(data, None, batch_size=4)
-        trainer = L.Trainer(
-            max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-            enable_model_summary=False, accelerator="cpu", limit_val_batches=0,
-        )  # fmt: skip
-        trainer.fit(stage, datamodule=dm)
-
     stage = ActionExpertStage(backbone=BackboneSpec(preset="tiny"), export_dir=str(tmp_path / "p"))
-    fit(stage, train)
+    fit_one_step(stage, train)
     assert saved_sensor_options(tmp_path / "p") == {"turn_signals": True}
     backbone = load_pretrained(tmp_path / "p")
     assert backbone.ae.sensor_options == {"turn_signals": True}
@@ -158,7 +148,7 @@ def test_a_policy_carries_what_its_data_showed_into_evaluation_and_fine_tuning(t
     # fine-tuning it on data without blinkers is refused, naming both
     tuned = ActionExpertStage(backbone=BackboneSpec(init_from=str(tmp_path / "p")))
     with pytest.raises(ValueError, match="turn_signals=True as the policy was trained with, got False"):
-        fit(tuned, tiny_dataset / "val")
+        fit_one_step(tuned, tiny_dataset / "val")
 
 
 def test_collect_cli_writes_blinkers_into_the_bev(tmp_path):

@@ -17,6 +17,7 @@ from driving.expert import ExpertPolicy
 from driving.scenarios import split_seeds
 from driving.sensors.observation import render_bev
 from driving.world import World
+from tests.helpers import fit_one_step
 
 TRAIL_S = 0.75  # three policy steps at 4 Hz
 
@@ -92,10 +93,11 @@ def test_a_trail_is_as_long_as_the_road_covered_and_a_parked_car_has_none():
 def test_the_setting_is_validated_at_the_boundary():
     with pytest.raises(ValueError, match=r"BEVConfig\.vehicle_trail_s: expected a value >= 0"):
         BEVConfig(vehicle_trail_s=-0.5)
-    with pytest.raises(
-        ValueError, match=r"BEVConfig\.vehicle_trail_s: expected a number of seconds, got 'x'"
-    ):
-        BEVConfig(vehicle_trail_s="x")
+    for bad in ("x", float("inf"), float("nan")):
+        with pytest.raises(
+            ValueError, match=r"BEVConfig\.vehicle_trail_s: expected a finite number of seconds"
+        ):
+            BEVConfig(vehicle_trail_s=bad)
     with pytest.raises(ValueError, match=r"vehicle_trail_s: expected a multiple of the policy step 0\.25 s"):
         World("highway", sensors=SensorConfig(bev=BEVConfig(vehicle_trail_s=0.3)))
     from studies.config import DataSpec
@@ -133,9 +135,6 @@ def test_config_and_index_carry_the_setting_and_old_folders_keep_their_hash(tiny
 
 
 def test_a_policy_carries_its_trails_into_evaluation_dagger_and_fine_tuning(tiny_dataset, tmp_path):
-    import lightning as L
-
-    from driving.datamodule import DrivingDataModule
     from mot.checkpoint import saved_sensor_options
     from training.cli import _eval_config
     from training.policy import BackboneSpec, load_pretrained
@@ -143,30 +142,22 @@ def test_a_policy_carries_its_trails_into_evaluation_dagger_and_fine_tuning(tiny
 
     train = _trails_copy(tiny_dataset / "val", tmp_path / "train")
 
-    def fit(stage, data):
-        dm = DrivingDataModule(data, None, batch_size=4)
-        trainer = L.Trainer(
-            max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-            enable_model_summary=False, accelerator="cpu", limit_val_batches=0,
-        )  # fmt: skip
-        trainer.fit(stage, datamodule=dm)
-
     stage = ActionExpertStage(backbone=BackboneSpec(preset="tiny"), export_dir=str(tmp_path / "p"))
-    fit(stage, train)
+    fit_one_step(stage, train)
     assert saved_sensor_options(tmp_path / "p") == {"turn_signals": False, "vehicle_trail_s": 0.5}
     backbone = load_pretrained(tmp_path / "p")
     assert _eval_config(backbone).sensors.bev.vehicle_trail_s == 0.5  # `automot eval` draws the trails
     assert BEVConfig.from_options(saved_sensor_options(tmp_path / "p")).vehicle_trail_s == 0.5  # DAgger
     tuned = ActionExpertStage(backbone=BackboneSpec(init_from=str(tmp_path / "p")))
     with pytest.raises(ValueError, match=r"vehicle_trail_s=0\.5 as the policy was trained with, got 0\.0"):
-        fit(tuned, tiny_dataset / "val")
+        fit_one_step(tuned, tiny_dataset / "val")
     # a policy trained before trails existed (it records its blinkers only) had none
     plain = ActionExpertStage(backbone=BackboneSpec(preset="tiny"), export_dir=str(tmp_path / "q"))
-    fit(plain, tiny_dataset / "val")
+    fit_one_step(plain, tiny_dataset / "val")
     assert saved_sensor_options(tmp_path / "q") == {"turn_signals": False}  # as before trails existed
     again = ActionExpertStage(backbone=BackboneSpec(init_from=str(tmp_path / "q")))
     with pytest.raises(ValueError, match=r"vehicle_trail_s=0\.0 as the policy was trained with, got 0\.5"):
-        fit(again, train)
+        fit_one_step(again, train)
 
 
 def test_collect_cli_writes_trails_into_the_bev_and_refuses_a_partial_step(tmp_path, capsys):

@@ -152,7 +152,7 @@ class PolicyStage(L.LightningModule):
             self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
 
     def on_train_start(self) -> None:
-        # What the training data's BEV shows (blinkers, motion trails: `BEVConfig.options`) travels
+        # What the training data's BEV shows (blinkers, motion trails: `BEV_OPTIONS`) travels
         # with the policy too, so an evaluation drives it in the same world; fine-tuning on data that
         # differs from what it was trained on is refused.
         datasets = getattr(getattr(self.trainer, "datamodule", None), "datasets", None) or {}
