@@ -91,6 +91,23 @@ def test_the_demo_profile_trains_with_ego_dropout():
     assert EgoAugmentConfig(**EGO_DROPOUT).active
 
 
+def test_the_demo_profile_ends_behaviour_cloning_with_one_noisy_dagger_round():
+    """The demo's MLP head drives only with on-policy data (docs/on-policy-study.md: 62.4 -> 82.5 DS):
+    one round whose rollouts carry DART noise and lean to the intersection, the refiner and every
+    evaluation built on that round's policy, not on behaviour cloning's."""
+    from studies.config import load_study_config
+    from studies.tasks import plan_tasks
+
+    config = load_study_config("demo")
+    assert config.dagger.rounds == 1 and config.dagger.noise.active and config.dagger.episodes == 4
+    assert (config.dagger.extra_scenarios, config.dagger.extra_episodes) == (["intersection"], 4)
+    tasks = {t.id: t for t in plan_tasks(config)}
+    for seed in config.training_seeds:
+        assert tasks[f"dagger:{seed}:1"].deps == (f"ae:{seed}",)
+        assert tasks[f"refine:{seed}:diffusion"].deps == (f"ae:{seed}:r1",)
+        assert tasks[f"eval:mlp:{seed}:0"].deps[0] == f"ae:{seed}:r1"
+
+
 def test_the_reference_profile_is_the_demo_pipeline_with_dagger_on_top():
     """The headline study (docs/reference-study.md): turn signals, ego dropout, keyframe weighting, two DAgger rounds
     with DART noise per training seed (at least 2), and both heads built on the last round's policy."""
