@@ -327,6 +327,7 @@ ROWS = [
     cli("eval_expert_open_loop", lambda e: ["eval", "--baseline", "expert", "--data", str(e.data)], "--data: the expert's plan is the dataset's label"),
     cli("eval_baseline_with_a_head", lambda e: ["eval", "--baseline", "constant_velocity", "--closed-loop", "--head", "mlp"], "--head: expected none with --baseline"),
     cli("eval_baseline_without_work", lambda e: ["eval", "--baseline", "constant_velocity"], "--closed-loop: expected it (or --data"),
+    cli("eval_baseline_records_folder", lambda e: ["eval", "--baseline", "expert", "--closed-loop", "--records", e.p("user_folder")], "--records: expected a JSON-lines file"),
     cli("eval_zero_episodes", lambda e: ["eval", "--ckpt", str(e.policy), "--closed-loop", "--episodes", "0"], "--episodes: expected an int >= 1"),
     cli("bench_refiner_batch_zero", lambda e: ["bench", "refiner", "--batch-sizes", "0"], "--batch-sizes: expected an int >= 1, got '0'"),
     cli("bench_async_zero_frames", lambda e: ["bench", "async", "--frames", "0"], "--frames: expected an int >= 1"),

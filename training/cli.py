@@ -117,6 +117,15 @@ def run_eval(args: argparse.Namespace) -> int:
             f"--ckpt / --baseline: expected exactly one of them, got --ckpt {args.ckpt} and --baseline "
             f"{args.baseline}"
         )
+    if args.data is not None and not (Path(args.data) / args.split).is_dir():
+        raise ValueError(
+            f"--data: expected a dataset root holding a {args.split}/ folder (automot collect --out ROOT/{args.split}), "
+            f"got {args.data}"
+        )
+    if args.records is not None and Path(args.records).is_dir():
+        raise ValueError(
+            f"--records: expected a JSON-lines file (created if missing), got the folder {args.records}"
+        )
     if args.baseline is not None:
         return _eval_baseline(args)
     ckpt = Path(args.ckpt)
@@ -128,15 +137,6 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.data is None and not args.closed_loop:
         raise ValueError(
             "--data: expected a dataset root for open-loop metrics (or pass --closed-loop), got none"
-        )
-    if args.data is not None and not (Path(args.data) / args.split).is_dir():
-        raise ValueError(
-            f"--data: expected a dataset root holding a {args.split}/ folder (automot collect --out ROOT/{args.split}), "
-            f"got {args.data}"
-        )
-    if args.records is not None and Path(args.records).is_dir():
-        raise ValueError(
-            f"--records: expected a JSON-lines file (created if missing), got the folder {args.records}"
         )
     if args.shadow_expert and (args.records is None or not args.closed_loop):
         raise ValueError(
@@ -213,7 +213,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def _eval_baseline(args: argparse.Namespace) -> int:
-    """A reference policy (`driving.baselines.POLICIES`) on the same scenarios, seeds and metrics."""
+    """A reference policy (`driving.baselines.POLICIES`) on the same scenarios, seeds and metrics
+    (`--data` and `--records` are checked by `run_eval` for both kinds)."""
     import json
     from pathlib import Path
 
@@ -231,11 +232,6 @@ def _eval_baseline(args: argparse.Namespace) -> int:
         raise ValueError(
             "--data: the expert's plan is the dataset's label (open-loop L2 0 by construction): expected no "
             f"--data with --baseline expert, got {args.data}"
-        )
-    if args.data is not None and not (Path(args.data) / args.split).is_dir():
-        raise ValueError(
-            f"--data: expected a dataset root holding a {args.split}/ folder (automot collect --out ROOT/{args.split}), "
-            f"got {args.data}"
         )
     if args.data is None and not args.closed_loop:
         raise ValueError(

@@ -96,23 +96,17 @@ def test_the_demo_profile_ends_behaviour_cloning_with_one_noisy_dagger_round():
     one round whose rollouts carry DART noise and lean to the intersection, the refiner and every
     evaluation built on that round's policy, not on behaviour cloning's."""
     from studies.config import load_study_config
-    from studies.tasks import plan_tasks
 
     config = load_study_config("demo")
     assert config.dagger.rounds == 1 and config.dagger.noise.active and config.dagger.episodes == 4
     assert (config.dagger.extra_scenarios, config.dagger.extra_episodes) == (["intersection"], 4)
-    tasks = {t.id: t for t in plan_tasks(config)}
-    for seed in config.training_seeds:
-        assert tasks[f"dagger:{seed}:1"].deps == (f"ae:{seed}",)
-        assert tasks[f"refine:{seed}:diffusion"].deps == (f"ae:{seed}:r1",)
-        assert tasks[f"eval:mlp:{seed}:0"].deps[0] == f"ae:{seed}:r1"
+    _assert_built_on_the_last_round(config)
 
 
 def test_the_reference_profile_is_the_demo_pipeline_with_dagger_on_top():
     """The headline study (docs/reference-study.md): turn signals, ego dropout, keyframe weighting, two DAgger rounds
     with DART noise per training seed (at least 2), and both heads built on the last round's policy."""
     from studies.config import EGO_DROPOUT, load_study_config
-    from studies.tasks import plan_tasks
 
     config = load_study_config("reference")
     assert config.augment == EGO_DROPOUT and len(config.training_seeds) >= 2
@@ -120,11 +114,20 @@ def test_the_reference_profile_is_the_demo_pipeline_with_dagger_on_top():
     assert config.data.turn_signals and not load_study_config("demo").data.turn_signals
     assert config.dagger.rounds == 2 and config.dagger.noise.active
     assert (config.dagger.extra_scenarios, config.dagger.extra_episodes) == (["intersection"], 12)
+    _assert_built_on_the_last_round(config)
+
+
+def _assert_built_on_the_last_round(config) -> None:
+    """Each training seed's last DAgger round rolls out the round before it, and the refiner and the
+    MLP evaluation start from the last round's policy (not from behaviour cloning's)."""
+    from studies.tasks import ae_task_id, plan_tasks
+
+    last = config.dagger.rounds
     tasks = {t.id: t for t in plan_tasks(config)}
     for seed in config.training_seeds:
-        assert tasks[f"dagger:{seed}:2"].deps == (f"ae:{seed}:r1",)
-        assert tasks[f"refine:{seed}:diffusion"].deps == (f"ae:{seed}:r2",)
-        assert tasks[f"eval:mlp:{seed}:0"].deps[0] == f"ae:{seed}:r2"
+        assert tasks[f"dagger:{seed}:{last}"].deps == (ae_task_id(seed, last - 1),)
+        assert tasks[f"refine:{seed}:diffusion"].deps == (f"ae:{seed}:r{last}",)
+        assert tasks[f"eval:mlp:{seed}:0"].deps[0] == f"ae:{seed}:r{last}"
 
 
 def test_an_unknown_or_bad_augment_field_is_refused_by_name():

@@ -142,7 +142,13 @@ def test_eval_cli_open_and_closed_loop(trained, tiny_dataset, capsys, tmp_path):
     with pytest.raises(ValueError, match="--ckpt: expected a policy folder"):
         from training.cli import run_eval
 
-        run_eval(type("A", (), {"ckpt": str(policy / "mot_config.json"), "baseline": None})())
+        run_eval(
+            type(
+                "A",
+                (),
+                {"ckpt": str(policy / "mot_config.json"), "baseline": None, "data": None, "records": None},
+            )()
+        )
 
 
 def test_shipped_tiny_config_trains_through_the_cli(tiny_dataset, tmp_path, capsys):
