@@ -1,5 +1,6 @@
-"""Run a study: schedule its tasks over worker processes as their dependencies finish, collect one
-line per finished run in `runs.jsonl`, then write `summary.json`, `report.md` and the plots.
+"""Run a study: schedule its tasks over worker processes as their dependencies finish (the longest
+remaining chain first, `studies.schedule`), collect one line per finished run in `runs.jsonl`, then
+write `summary.json`, `report.md` and the plots.
 
 Executors (all run the same `studies.tasks.run_task`):
 - "local":           a pool of spawned worker processes on this machine (`workers` of them);
@@ -29,6 +30,7 @@ from pathlib import Path
 from automot.config import build_config
 from automot.io import append_jsonl, make_dirs, read_jsonl, write_json_atomic
 from studies.config import StudyConfig, load_study_config
+from studies.schedule import bottom_levels, by_priority, task_cost
 from studies.tasks import Task, is_done, plan_tasks, run_path, run_task
 from studies.validate import config_differences, kept_tasks_when_forced, validate_study
 
@@ -314,6 +316,9 @@ def _run_locked(
     from studies.summary import planned_runs, summarize_study
 
     tasks = plan_tasks(config)
+    # A free worker takes the ready task with the longest estimated chain behind it (studies.schedule).
+    level = bottom_levels(tasks, lambda t: task_cost(t, config))
+    position = {t.id: i for i, t in enumerate(tasks)}
     record_finished_runs(study, tasks)
     config_dict = json.loads(json.dumps(config.to_dict()))
     done = {t.id for t in tasks if is_done(study, t)}
@@ -334,7 +339,7 @@ def _run_locked(
     running: dict[Future, Task] = {}
     try:
         while pending or running:
-            ready = [t for t in pending if all(d in done for d in t.deps)]
+            ready = by_priority([t for t in pending if all(d in done for d in t.deps)], level, position)
             for task in ready[: max(0, workers - len(running))]:
                 pending.remove(task)
                 future = pool.submit(run_task, str(study), config_dict, task.id, _threads_for(task), modules)
