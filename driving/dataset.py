@@ -16,7 +16,8 @@ K decision horizons (3), A agents (LabelConfig.max_agents).
     agent_mask     (B, 6, A) bool, True = a real agent
     ego_size       (B, 2) float32 (length, width)
     scene_text     list[str] (B)
-    meta           dict of lists (B): scenario, seed, step, ue_step (ue_step < step: an asynchronous sample)
+    meta           dict of lists (B): scenario, seed, step, ue_step (ue_step < step: an asynchronous sample),
+                   shard (the shard's sha256; samples of a DrivingDataset)
 
 Shards are verified against the index (sha256, sizes) when first read; a corrupt or mismatched shard
 raises ValueError naming the file. A dataset declares whether it is labeled (`index_is_labeled`); this
@@ -134,8 +135,15 @@ def collate(samples: list[Sample]) -> DrivingBatch:
         agent_mask=stack("agent_mask"),
         ego_size=stack("ego_size"),
         scene_text=[s["scene_text"] for s in samples],
-        meta={k: [s["meta"][k] for s in samples] for k in ("scenario", "seed", "step", "ue_step")},
+        meta={k: [s["meta"][k] for s in samples] for k in _meta_keys(samples)},
     ).validate()
+
+
+def _meta_keys(samples: list[Sample]) -> tuple[str, ...]:
+    # "shard" (the sample's shard sha256, set by DrivingDataset) names the data a sample came from,
+    # for stores keyed by content (training.ue_store); batches of samples built elsewhere lack it.
+    keys = ("scenario", "seed", "step", "ue_step")
+    return (*keys, "shard") if all("shard" in s["meta"] for s in samples) else keys
 
 
 def read_index(root: str | Path) -> dict:
@@ -278,7 +286,9 @@ class DrivingDataset(Dataset):
         if not 0 <= i < len(self):
             raise IndexError(f"sample index {i} out of range for {len(self)} samples")
         episode = int(np.searchsorted(self._offsets, i, side="right") - 1)
-        return sample_at(self._shard(episode), i - int(self._offsets[episode]))
+        sample = sample_at(self._shard(episode), i - int(self._offsets[episode]))
+        sample["meta"]["shard"] = self.episodes[episode][1]["sha256"]
+        return sample
 
 
 def sample_at(a: dict[str, np.ndarray], row: int, *, labels: bool = True) -> Sample:

@@ -92,6 +92,16 @@ def prepare_ue_inputs(
     return inputs
 
 
+def _without_paths(settings):
+    """A config dict without where it was loaded from (`_name_or_path`): the same weights and
+    settings read from two folders are the same expert."""
+    if isinstance(settings, dict):
+        return {k: _without_paths(v) for k, v in settings.items() if not str(k).endswith("name_or_path")}
+    if isinstance(settings, list):
+        return [_without_paths(v) for v in settings]
+    return settings
+
+
 class FrozenQwen3VLExpert:
     """A frozen `Qwen3VLForConditionalGeneration` + processor implementing `UnderstandingExpert`."""
 
@@ -132,6 +142,34 @@ class FrozenQwen3VLExpert:
             rope_theta=float(rope["rope_theta"]),
         )
         self.prefill_calls = 0
+
+    def fingerprint(self) -> str:
+        """A sha256 of everything a prefill's output depends on besides its input: the weights and
+        buffers, the model and processor configs, the prompt format, the image attention, the
+        reasoning settings, torch's version and this process's thread count (a matmul's last bits can
+        depend on how many threads split it). Two experts with the same fingerprint prefill a sample
+        to the same bits; `training.ue_store` names its folders by it."""
+        import hashlib
+        import json
+
+        h = hashlib.sha256()
+        for name, tensor in sorted(self._model.state_dict().items()):
+            t = tensor.detach().cpu().contiguous()
+            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        processor = self.processor.to_dict() if hasattr(self.processor, "to_dict") else repr(self.processor)
+        settings = {
+            "model": _without_paths(self._model.config.to_dict()),
+            "processor": _without_paths(processor),
+            "system_prompt": self.system_prompt,
+            "image_attention": self.image_attention,
+            "reasoning": repr(self.reasoning),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "device": str(self.device),
+        }
+        h.update(json.dumps(settings, sort_keys=True, default=repr).encode())
+        return h.hexdigest()
 
     # -- construction -------------------------------------------------------------------------
     @classmethod

@@ -152,6 +152,12 @@ def data_dir(study: Path, split: str) -> Path:
     return study / "data" / split
 
 
+def ue_store_dir(study: Path) -> Path:
+    """The frozen UE's per-sample caches, shared by every training task (`training.ue_store`);
+    recomputable, so deleting it only costs time."""
+    return study / "work" / "ue_store"
+
+
 def policy_dir(study: Path, seed: int, head: str) -> Path:
     return study / "seeds" / str(seed) / f"policy_{head}"
 
@@ -585,6 +591,7 @@ def _ae(study: Path, config: StudyConfig, seed: int, round_index: int, status: S
         export_dir=str(export),
         augment=dict(config.augment) or None,
         keyframe_weight=config.keyframe_weight,
+        ue_store=str(ue_store_dir(study)),
     )
     name = f"ae_{seed}" if round_index == 0 else f"ae_{seed}_r{round_index}"
     ckpt = study / "work" / name
@@ -639,6 +646,7 @@ def _refine(
         export_dir=str(refiner_round_dir(study, config, seed, head, r)),
         augment=dict(config.refiner_augment) or None,
         keyframe_weight=config.refiner_keyframe_weight,
+        ue_store=str(ue_store_dir(study)),
     )
     name = f"refine_{seed}_{head}" if r == 0 else f"refine_{seed}_{head}_r{r}"
     ckpt = study / "work" / name

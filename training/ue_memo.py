@@ -8,32 +8,49 @@ fits are bit-for-bit those of uninterrupted ones), and assembles the batch
 cache with `UECache.stack`. The planning result is the same as a fresh prefill (the AE does not
 depend on padding; tested), at a fraction of the cost: the UE and its image processor dominate a
 tiny-preset training step.
+
+With a `training.ue_store.UEStore` the caches also go to disk, keyed by the sample's content, so the
+other tasks of a study (other seeds' AEs, DAgger fine-tunes, refiners) read them instead of prefilling
+the same samples again; what they read is the bits they would have computed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable
+from typing import NamedTuple
 
 from mot.cache import UECache
 
 META_KEYS = ("scenario", "seed", "step", "ue_step")
 
 
+class SampleKey(NamedTuple):
+    """A sample's identity within a dataset; `shard` (its shard's sha256) also names its content."""
+
+    scenario: str
+    seed: int
+    step: int
+    ue_step: int
+    shard: str | None = None
+
+
 class UEMemo:
-    def __init__(self, ue, max_items: int = 200_000) -> None:
+    def __init__(self, ue, max_items: int = 200_000, store=None) -> None:
+        """`store`: a `training.ue_store.UEStore` for the same UE, or None (memory only)."""
         if max_items < 0:
             raise ValueError(f"max_items: expected >= 0, got {max_items}")
-        self.ue, self.max_items = ue, max_items
+        self.ue, self.max_items, self.store = ue, max_items, store
         self._store: dict[Hashable, UECache] = {}
         self.hits = self.misses = 0
 
     @staticmethod
-    def sample_keys(batch) -> list[Hashable] | None:
+    def sample_keys(batch) -> list[SampleKey] | None:
         """One key per sample from the batch's meta, or None when the batch carries no identity."""
         meta = getattr(batch, "meta", None)
         if not meta or any(k not in meta for k in META_KEYS):
             return None
-        return list(zip(*(meta[k] for k in META_KEYS)))
+        shards = meta.get("shard", [None] * len(meta["step"]))
+        return [SampleKey(*row, shard) for row, shard in zip(zip(*(meta[k] for k in META_KEYS)), shards)]
 
     def prefill(self, sensors, keys: list[Hashable] | None) -> UECache:
         """The batch's UE cache; only samples without a stored cache go through the UE."""
@@ -48,7 +65,7 @@ class UEMemo:
         # batch-mates it depends on their prompt lengths (left padding changes the attention sums in
         # the last bits), and which batch-mates a sample first meets depends on where a run started,
         # so a fit resumed from a checkpoint would train on other bits than an uninterrupted one.
-        fresh = {i: self.ue.prefill(sensors.select([i])).split()[0] for i in missing}
+        fresh = {i: self._one(sensors, i, keys[i]) for i in missing}
         for i, cache in fresh.items():
             if len(self._store) < self.max_items:
                 self._store[keys[i]] = cache
@@ -56,3 +73,15 @@ class UEMemo:
         return UECache.stack(
             [fresh[i] if i in fresh else self._store[k].to(device) for i, k in enumerate(keys)]
         )
+
+    def _one(self, sensors, i: int, key: Hashable) -> UECache:
+        """Sample `i`'s cache: from the disk store when it has it, else prefilled alone (and stored)."""
+        stored = getattr(key, "shard", None) is not None and self.store is not None
+        if stored:
+            cache = self.store.get(key)
+            if cache is not None:
+                return cache.to(sensors.rgb.device)
+        cache = self.ue.prefill(sensors.select([i])).split()[0]
+        if stored:
+            self.store.put(key, cache)
+        return cache

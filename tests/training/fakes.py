@@ -13,8 +13,12 @@ from driving.dataset import collate
 
 
 class FakeDataset(Dataset):
-    def __init__(self, n: int, seed: int = 0, image: int = 32, bev: int = 32) -> None:
-        self.n, self.seed, self.image, self.bev = n, seed, image, bev
+    """`shard`: a content name for the samples' meta, as `DrivingDataset` gives them (its shard sha256)."""
+
+    def __init__(
+        self, n: int, seed: int = 0, image: int = 32, bev: int = 32, shard: str | None = None
+    ) -> None:
+        self.n, self.seed, self.image, self.bev, self.shard = n, seed, image, bev, shard
 
     def __len__(self) -> int:
         return self.n
@@ -42,17 +46,18 @@ class FakeDataset(Dataset):
             "ego_size": torch.tensor([5.0, 2.0]),
             "prompt": "follow the road for 20 metres .",
             "scene_text": "lead vehicle 20 metres ahead same speed . left lane free .",
-            "meta": {"scenario": "fake", "seed": self.seed, "step": i, "ue_step": i},
+            "meta": {"scenario": "fake", "seed": self.seed, "step": i, "ue_step": i}
+            | ({"shard": self.shard} if self.shard is not None else {}),
         }
 
 
 class FakeDataModule(L.LightningDataModule):
-    def __init__(self, n: int = 16, batch_size: int = 4, seed: int = 0) -> None:
+    def __init__(self, n: int = 16, batch_size: int = 4, seed: int = 0, shard: str | None = None) -> None:
         super().__init__()
-        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.n, self.batch_size, self.seed, self.shard = n, batch_size, seed, shard
 
     def train_dataloader(self) -> DataLoader:
-        dataset = FakeDataset(self.n, self.seed)
+        dataset = FakeDataset(self.n, self.seed, shard=self.shard)
         return ResumableDataLoader(dataset, batch_size=self.batch_size, seed=self.seed, collate_fn=collate)
 
     def val_dataloader(self) -> DataLoader:

@@ -38,6 +38,7 @@ class ActionExpertStage(PolicyStage):
         export_dir: str | None = None,
         augment: EgoAugmentConfig | None = None,
         keyframe_weight: float = 0.0,
+        ue_store: str | None = None,
     ) -> None:
         keyframe_weight = check_keyframe_weight(keyframe_weight, field="ActionExpertStage.keyframe_weight")
         augment = as_augment_config(augment, field="ActionExpertStage.augment")
@@ -46,7 +47,12 @@ class ActionExpertStage(PolicyStage):
         if head != bb.ae.config.head or head_kwargs:
             with_head(bb.ae, head, head_kwargs)
         super().__init__(
-            bb, optim=optim, protocol=protocol, sampling_seed=sampling_seed, export_dir=export_dir
+            bb,
+            optim=optim,
+            protocol=protocol,
+            sampling_seed=sampling_seed,
+            export_dir=export_dir,
+            ue_store=ue_store,
         )
         if decision_weight < 0 or trajectory_weight < 0 or decision_weight + trajectory_weight == 0:
             raise ValueError(

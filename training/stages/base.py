@@ -27,6 +27,7 @@ from training.policy import check_policy_target, save_pretrained
 from training.run_folders import check_run_folders
 from training.step_rng import CHECKPOINT_KEY, draw_train_seed, step_generator, step_global_rng
 from training.ue_memo import UEMemo
+from training.ue_store import UEStore
 
 
 class PolicyStage(L.LightningModule):
@@ -40,7 +41,10 @@ class PolicyStage(L.LightningModule):
         export_dir: str | None = None,
         ue_memo_items: int = 200_000,
         train_seed: int | None = None,
+        ue_store: str | None = None,
     ) -> None:
+        """`ue_store`: a folder for the frozen UE's per-sample caches shared with other runs on the same
+        data (`training.ue_store`), or None (memoised in memory only)."""
         super().__init__()
         check_choice("protocol", protocol, ("stp3", "uniad"))
         self.backbone = backbone
@@ -57,7 +61,8 @@ class PolicyStage(L.LightningModule):
         # Weights to export instead of the final ones (set by a selecting callback, e.g. ClosedLoopValidation).
         self.export_state: dict[str, torch.Tensor] | None = None
         self._val_generator: torch.Generator | None = None
-        self.ue_memo = UEMemo(backbone.ue, max_items=ue_memo_items)
+        store = UEStore(ue_store, backbone.ue) if ue_store is not None else None
+        self.ue_memo = UEMemo(backbone.ue, max_items=ue_memo_items, store=store)
         # The seed of the training noise (a diffusion head's t and perturbation draws). None: drawn
         # from torch's global RNG now, so `seed_everything` decides it; checkpoints store it.
         if train_seed is None:

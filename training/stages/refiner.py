@@ -55,6 +55,7 @@ class RefinerStage(PolicyStage):
         export_dir: str | None = None,
         augment: EgoAugmentConfig | dict | None = None,
         keyframe_weight: float = 0.0,
+        ue_store: str | None = None,
     ) -> None:
         keyframe_weight = check_keyframe_weight(keyframe_weight, field="RefinerStage.keyframe_weight")
         augment = as_augment_config(augment, field="RefinerStage.augment")
@@ -63,7 +64,12 @@ class RefinerStage(PolicyStage):
             head_kwargs = _differentiable(head_kwargs, prior_loss_weight)
         with_head(bb.ae, head, head_kwargs)
         super().__init__(
-            bb, optim=optim, protocol=protocol, sampling_seed=sampling_seed, export_dir=export_dir
+            bb,
+            optim=optim,
+            protocol=protocol,
+            sampling_seed=sampling_seed,
+            export_dir=export_dir,
+            ue_store=ue_store,
         )
         self.fine_tune_ae = fine_tune_ae
         self.decision_weight = decision_weight
