@@ -462,12 +462,14 @@ EGO_DROPOUT = {"history_dropout": 0.5, "state_dropout": 0.5, "speed_noise_std": 
 
 @PROFILES.register("demo")
 def _demo() -> StudyConfig:
-    """The main job: 28.6 min on an idle 2-core Intel VM (3 training seeds x 2 sampling seeds, 4
-    scenarios). Behaviour cloning with ego dropout, then one DAgger round: each seed's MLP policy
-    drives 4 DART-noisy rollouts per scenario and 4 more at the intersection, the expert labels every
-    state it reaches, the AE fine-tunes on everything; then the refiner. The round, measured on the
-    demo's own data (3 training seeds, the same 36 test episodes, docs/on-policy-study.md): MLP head
-    62.4 -> 82.5 DS, diffusion head 79.5 -> 83.1, for about 8 CPU-minutes over the three seeds."""
+    """The main job: about 19 min on an idle 2-core Intel VM (3 training seeds x 2 sampling seeds, 4
+    scenarios; BENCHMARKS.md). Behaviour cloning with ego dropout, then one DAgger round: each seed's
+    MLP policy drives 4 DART-noisy rollouts per scenario and 4 more at the intersection, the expert
+    labels every state it reaches, the AE fine-tunes on everything; then the refiner, 800 steps (half
+    the default, for the 20-minute budget). The round, measured on the demo's own data (3 training
+    seeds, the same 36 test episodes, docs/on-policy-study.md): MLP head 62.4 -> 82.5 DS, diffusion
+    head 79.5 -> 83.1 with 1,600 refiner steps; 800 steps: diffusion 81.7 DS, refined / prior L2 0.90
+    (1,600: 83.1, 0.83), about 5 minutes of wall time less."""
     return StudyConfig(
         augment=dict(EGO_DROPOUT),
         dagger=DaggerSpec(
@@ -477,6 +479,7 @@ def _demo() -> StudyConfig:
             extra_episodes=4,
             noise=DartSpec(acceleration_std=0.5, lateral_accel_std=0.5),
         ),
+        refiner=TrainSpec(steps=800, lr=1e-3),
     )
 
 

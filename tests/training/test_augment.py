@@ -101,6 +101,8 @@ def test_the_demo_profile_ends_behaviour_cloning_with_one_noisy_dagger_round():
     assert config.dagger.rounds == 1 and config.dagger.noise.active and config.dagger.episodes == 4
     assert (config.dagger.extra_scenarios, config.dagger.extra_episodes) == (["intersection"], 4)
     _assert_built_on_the_last_round(config)
+    # half the default refiner steps, for the 20-minute budget (BENCHMARKS.md, the demo's wall time)
+    assert 2 * config.refiner.steps == load_study_config("reference").refiner.steps == 1600
 
 
 def test_the_reference_profile_is_the_demo_pipeline_with_dagger_on_top():
