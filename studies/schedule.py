@@ -97,3 +97,28 @@ def bottom_levels(tasks: Iterable[Task], cost: Callable[[Task], float]) -> dict[
 def by_priority(ready: list[Task], level: dict[str, float], position: dict[str, int]) -> list[Task]:
     """`ready` sorted for submission: the longest remaining chain first, then plan order."""
     return sorted(ready, key=lambda t: (-level[t.id], position[t.id]))
+
+
+def replay(
+    tasks: list[Task], seconds: dict[str, float], workers: int, order: Callable[[list[Task]], list[Task]]
+) -> float:
+    """The makespan (s) of list-scheduling `tasks` with the given durations on `workers` workers: each
+    time a worker is free it takes the first ready task of `order(ready)`. A model of the runner (the
+    durations are taken as given; two tasks sharing two cores run slower than either alone)."""
+    if workers < 1:
+        raise ValueError(f"workers: expected >= 1, got {workers}")
+    missing = [t.id for t in tasks if t.id not in seconds]
+    if missing:
+        raise ValueError(f"seconds: expected a duration for every task, missing {missing}")
+    now, done, running, pending = 0.0, set(), [], list(tasks)
+    while pending or running:
+        ready = order([t for t in pending if all(d in done for d in t.deps)])
+        for task in ready[: workers - len(running)]:
+            pending.remove(task)
+            running.append((now + seconds[task.id], task.id))
+        if not running:
+            raise ValueError(f"tasks: {[t.id for t in pending]} wait for dependencies that are not tasks")
+        running.sort()
+        now, finished = running.pop(0)
+        done.add(finished)
+    return now

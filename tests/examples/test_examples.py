@@ -244,3 +244,28 @@ def test_speed_sensitivity_against_planners_with_a_known_answer(refiner_run, tin
         with pytest.raises(SystemExit):
             example("speed_sensitivity.py")(["--policy", policy, "--data", str(tiny_dataset / "test"), *bad])
         assert message in capsys.readouterr().err
+
+
+def test_schedule_replay_reads_a_finished_studys_task_times(tmp_path, capsys):
+    """On the demo's task graph with one minute per task: one worker takes every minute in either
+    order; two take at least half of them, and the longest-chain-first order is never the slower."""
+    import json
+
+    from studies.config import load_study_config
+    from studies.tasks import plan_tasks
+
+    config = load_study_config("demo")
+    (tmp_path / "work" / "status").mkdir(parents=True)
+    (tmp_path / "study.json").write_text(json.dumps(config.to_dict()))
+    tasks = plan_tasks(config)
+    for t in tasks:
+        (tmp_path / "work" / "status" / f"{t.id.replace(':', '_')}.json").write_text('{"elapsed_s": 60.0}')
+    result = example("schedule_replay.py")([str(tmp_path), "--workers", "1", "2"])
+    n = len(tasks)
+    assert result[1] == (60.0 * n, 60.0 * n)
+    plan, ranked = result[2]
+    assert 30.0 * n <= ranked <= plan
+    assert f"| 1 | {n:.1f} | {n:.1f} | {n:.1f} |" in capsys.readouterr().out
+    (tmp_path / "work" / "status" / "ue.json").unlink()
+    with pytest.raises(SystemExit, match="task ue"):
+        example("schedule_replay.py")([str(tmp_path)])

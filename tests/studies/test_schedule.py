@@ -8,7 +8,7 @@ import studies.report
 import studies.runner
 import studies.summary
 from studies.config import load_study_config
-from studies.schedule import bottom_levels, by_priority, task_cost
+from studies.schedule import bottom_levels, by_priority, replay, task_cost
 from studies.tasks import Task, plan_tasks
 
 
@@ -100,3 +100,19 @@ def test_the_runner_submits_by_priority(tmp_path, monkeypatch):
     )
     for t in tasks:  # and dependencies still come first
         assert all(order[d] < order[t.id] for d in t.deps), t.id
+
+
+def test_replay_makespans_computed_by_hand():
+    tasks, costs = _hand_graph()
+    in_order = lambda ready: sorted(ready, key=lambda t: t.id)  # noqa: E731
+    assert replay(tasks, costs, 1, in_order) == 17.0  # one worker: all the work
+    assert replay(tasks, costs, 2, in_order) == 11.0  # a, then c (10) beside b + d (6)
+    # three independent tasks, the long one last in plan order: 3 + 6 in plan order, 6 longest first
+    flat = [Task("x", "k"), Task("y", "k"), Task("z", "k")]
+    seconds = {"x": 3.0, "y": 3.0, "z": 6.0}
+    level = bottom_levels(flat, lambda t: seconds[t.id])
+    position = {t.id: i for i, t in enumerate(flat)}
+    assert replay(flat, seconds, 2, lambda ready: sorted(ready, key=lambda t: position[t.id])) == 9.0
+    assert replay(flat, seconds, 2, lambda ready: by_priority(ready, level, position)) == 6.0
+    with pytest.raises(ValueError, match=r"missing \['z'\]"):
+        replay(flat, {"x": 1.0, "y": 1.0}, 2, in_order)
