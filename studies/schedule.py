@@ -5,7 +5,7 @@ fewer workers than ready tasks, the plan order (seed by seed) lets two seeds' re
 run while the third seed's AE has not started, and that seed's whole chain then runs alone at the end.
 List scheduling by "bottom level" (a task's estimated cost plus the longest estimated path of tasks
 that wait for it, HLFET) starts the long chains first and keeps both workers busy until the end: on the
-demo profile's measured task times (2 workers) the makespan goes from 28.3 to 24.6 min, the bound
+demo profile's measured task times (2 workers) the makespan goes from 28.3 to 24.7 min, the bound
 being half the total work, 24.0 min (BENCHMARKS.md, "Study scheduling").
 
 Only the order of independent tasks changes. Every task's numbers are fixed by its seeds and its own
