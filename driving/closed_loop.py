@@ -5,7 +5,9 @@ any) go through the tracking controller, and the action steps the simulator. An 
 collision, on reaching the destination, on running out of time, or after a long excursion off the road;
 it is scored the Bench2Drive way (`driving.scoring`). Records are appended to a JSON-lines file as each
 episode finishes, and a rerun skips the (scenario, seed) pairs already in it, so an interrupted study
-resumes where it stopped. With `workers > 1` episodes run in spawned processes; each episode depends
+resumes where it stopped. Each record names the policy that drove it (`policy_identity`: a digest of
+its weights and settings where the policy has `identity()`); a rerun with another policy is refused
+rather than handed the first one's episodes. With `workers > 1` episodes run in spawned processes; each episode depends
 only on its seed, so the records are the same for any number of workers.
 
     records = evaluate(ExpertPolicy(), "roundabout", split_seeds("test", 20), records_path="runs/exp.jsonl")
@@ -47,6 +49,26 @@ class EvalConfig:
 
 def policy_name(policy) -> str:
     return str(getattr(policy, "name", type(policy).__name__))
+
+
+def policy_identity(policy) -> str:
+    """`policy.identity()` (a digest of what its plans depend on: weights, settings, sampling seed) or
+    "" for a policy without one (then only its name tells runs apart)."""
+    identity = getattr(policy, "identity", None)
+    return str(identity()) if callable(identity) else ""
+
+
+def check_resumable(record: EpisodeRecord, name: str, identity: str, source) -> None:
+    """Refuse a stored episode that another policy drove (by name, or by identity when both have one)."""
+    other = (record.policy != name) or (
+        bool(record.policy_id) and bool(identity) and record.policy_id != identity
+    )
+    if other:
+        raise ValueError(
+            f"records {source}: expected episodes of policy {name!r} (identity {identity[:16] or 'none'}) "
+            f"to resume, found {record.scenario}:{record.seed} driven by {record.policy!r} (identity "
+            f"{record.policy_id[:16] or 'none'}). Use another records file for another policy"
+        )
 
 
 def _check_output(out: PolicyOutput) -> tuple[np.ndarray, np.ndarray | None]:
@@ -147,10 +169,12 @@ def evaluate(
 
     config = config or EvalConfig()
     scenario = _resolve(scenario)
+    name, identity = policy_name(policy), policy_identity(policy)
     done: dict[tuple[str, int], EpisodeRecord] = {}
     if records_path is not None:
         for row in read_jsonl(records_path):
             record = EpisodeRecord.from_json(row)
+            check_resumable(record, name, identity, records_path)
             done[(record.scenario, record.seed)] = record
     todo = [s for s in seeds if (scenario.name, int(s)) not in done]
     bar = None
@@ -160,6 +184,7 @@ def evaluate(
         bar = tqdm(total=len(todo), desc=f"{policy_name(policy)} on {scenario.name}", unit="ep")
 
     def finish(record: EpisodeRecord) -> None:
+        record.policy_id = identity
         done[(record.scenario, record.seed)] = record
         if records_path is not None:
             append_jsonl(records_path, record.to_json())
@@ -208,6 +233,7 @@ def record_gifs(
 
     config = config or EvalConfig()
     scenario = _resolve(scenario)
+    identity = policy_identity(policy)
     world = World(scenario, sim=config.sim, sensors=config.sensors)
     tracker = Tracker(config.sim, config.tracker)
     records = []
@@ -221,6 +247,7 @@ def record_gifs(
                 fps=config.sim.policy_hz,
             )
             record.extra["gif"] = str(gif)
+            record.policy_id = identity
             if records_path is not None:
                 append_jsonl(records_path, record.to_json())
             records.append(record)

@@ -76,6 +76,14 @@ class ExpertPolicy:
         self.config = config or ExpertConfig()
         self.world = None
 
+    def identity(self) -> str:
+        """The expert's settings as a digest (episode records carry it)."""
+        from dataclasses import asdict
+
+        from automot.digest import state_digest
+
+        return state_digest(None, {"expert": asdict(self.config)})
+
     def reset(self, episode: EpisodeInfo) -> None:
         if episode.env is None or not hasattr(episode.env, "route"):
             raise ValueError(

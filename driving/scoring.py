@@ -38,6 +38,7 @@ class EpisodeRecord:
     sim_time_s: float = 0.0
     wall_time_s: float = 0.0
     extra: dict = field(default_factory=dict)
+    policy_id: str = ""  # which policy drove: its `identity()` (weights and settings digest), "" if none
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -23,6 +23,14 @@ class StudentPolicy:
     ) -> StudentPolicy:
         return cls(load_student(directory, device=device))
 
+    def identity(self) -> str:
+        """A digest of the student's weights and config (episode records carry it)."""
+        from dataclasses import asdict
+
+        from automot.digest import state_digest
+
+        return state_digest(self.student.state_dict(), {"student": asdict(self.student.config)})
+
     def reset(self, episode: EpisodeInfo | None = None) -> None:
         """The student keeps no state between steps."""
 

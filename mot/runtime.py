@@ -192,6 +192,29 @@ class FastSlowPlanner:
         if self.config.mode == "background":
             self._ensure_worker()
 
+    def identity(self) -> str:
+        """What this planner's plans depend on, as a digest: the AE's (and head's) weights and config,
+        the UE's weights and settings, the refresh period, the mode and the sampling seed. Episode
+        records carry it, so a resumed evaluation never mixes in another planner's episodes."""
+        from dataclasses import asdict
+
+        from automot.digest import state_digest
+
+        ue = self.backbone.ue
+        if hasattr(ue, "fingerprint"):
+            ue_id = ue.fingerprint(runtime=False)
+        elif isinstance(ue, torch.nn.Module):
+            ue_id = state_digest(ue.state_dict(), type(ue).__name__)
+        else:
+            ue_id = type(ue).__name__
+        c = self.config
+        settings = {
+            "ae_config": asdict(self.backbone.ae.config),
+            "ue": ue_id,
+            "planner": {"refresh_every": c.refresh_every, "mode": c.mode, "seed": c.seed},
+        }
+        return state_digest(self.backbone.ae.state_dict(), settings)
+
     def close(self) -> None:
         """Stop the background worker (if any)."""
         if self._worker is not None:

@@ -143,20 +143,15 @@ class FrozenQwen3VLExpert:
         )
         self.prefill_calls = 0
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, runtime: bool = True) -> str:
         """A sha256 of everything a prefill's output depends on besides its input: the weights and
         buffers, the model and processor configs, the prompt format, the image attention, the
-        reasoning settings, torch's version and this process's thread count (a matmul's last bits can
-        depend on how many threads split it). Two experts with the same fingerprint prefill a sample
-        to the same bits; `training.ue_store` names its folders by it."""
-        import hashlib
-        import json
+        reasoning settings and (with `runtime`) torch's version, this process's thread count (a
+        matmul's last bits can depend on how many threads split it) and the device. Two experts with
+        the same fingerprint prefill a sample to the same bits; `training.ue_store` names its folders
+        by it. `runtime=False`: which expert this is, wherever it runs (a policy's identity)."""
+        from automot.digest import state_digest
 
-        h = hashlib.sha256()
-        for name, tensor in sorted(self._model.state_dict().items()):
-            t = tensor.detach().cpu().contiguous()
-            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
         processor = self.processor.to_dict() if hasattr(self.processor, "to_dict") else repr(self.processor)
         settings = {
             "model": _without_paths(self._model.config.to_dict()),
@@ -164,12 +159,10 @@ class FrozenQwen3VLExpert:
             "system_prompt": self.system_prompt,
             "image_attention": self.image_attention,
             "reasoning": repr(self.reasoning),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "device": str(self.device),
         }
-        h.update(json.dumps(settings, sort_keys=True, default=repr).encode())
-        return h.hexdigest()
+        if runtime:
+            settings.update(torch=torch.__version__, threads=torch.get_num_threads(), device=str(self.device))
+        return state_digest(self._model.state_dict(), settings)
 
     # -- construction -------------------------------------------------------------------------
     @classmethod

@@ -7,7 +7,7 @@ from automot import spec
 from automot.io import read_jsonl
 from automot.types import PolicyOutput
 from driving.baselines import ConstantVelocityPolicy
-from driving.closed_loop import EvalConfig, evaluate, run_episode
+from driving.closed_loop import EvalConfig, evaluate, policy_identity, run_episode
 from driving.controller import Tracker
 from driving.expert import ExpertPolicy
 from driving.geometry import world_to_display
@@ -140,3 +140,48 @@ def test_evaluate_appends_records_and_resumes(tmp_path):
     assert len(rows) == 3  # only the missing seed ran
     assert [r.seed for r in again] == seeds
     assert again[0].to_json() == first[0].to_json()
+
+
+class _Named(ConstantVelocityPolicy):
+    """Constant velocity under an identity of the test's choosing (as a trained policy's weights digest)."""
+
+    def __init__(self, ident: str) -> None:
+        self.ident = ident
+
+    def identity(self) -> str:
+        return self.ident
+
+
+def test_a_records_file_resumes_only_the_policy_that_wrote_it(tmp_path):
+    """Records name the policy that drove (name and identity); another policy is refused instead of
+    being handed the first one's episodes, and rows from before identities existed still resume."""
+    path = tmp_path / "records.jsonl"
+    scenario = build_scenario("highway", density=0.0, duration_s=2.0)
+    seeds = split_seeds("val", 2)
+    first = evaluate(_Named("weights-a"), scenario, seeds[:1], EvalConfig(), records_path=path)
+    assert [r["policy_id"] for r in read_jsonl(path)] == ["weights-a"] == [first[0].policy_id]
+    with pytest.raises(
+        ValueError,
+        match=r"expected episodes of policy 'constant_velocity' \(identity weights-b\).*identity weights-a",
+    ):
+        evaluate(_Named("weights-b"), scenario, seeds, EvalConfig(), records_path=path)
+    with pytest.raises(
+        ValueError, match=r"expected episodes of policy 'expert'.*driven by 'constant_velocity'"
+    ):
+        evaluate(ExpertPolicy(), scenario, seeds, EvalConfig(), records_path=path)
+    assert len(read_jsonl(path)) == 1  # nothing was appended by the refused runs
+    again = evaluate(_Named("weights-a"), scenario, seeds, EvalConfig(), records_path=path)
+    assert again[0].to_json() == first[0].to_json() and len(read_jsonl(path)) == 2
+    # a file written before records carried identities: the name alone decides
+    old = tmp_path / "old.jsonl"
+    old.write_text(
+        "".join(__import__("json").dumps({**r, "policy_id": ""}) + "\n" for r in read_jsonl(path)[:1])
+    )
+    assert (
+        evaluate(_Named("weights-z"), scenario, seeds[:1], EvalConfig(), records_path=old)[0].seed == seeds[0]
+    )
+    assert policy_identity(ConstantVelocityPolicy()) == ""
+    assert policy_identity(ExpertPolicy()) == policy_identity(ExpertPolicy()) != ""
+    from driving.expert import ExpertConfig
+
+    assert policy_identity(ExpertPolicy(ExpertConfig(max_decel=5.0))) != policy_identity(ExpertPolicy())

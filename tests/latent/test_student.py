@@ -108,3 +108,16 @@ def test_the_student_decoder_is_a_head_on_the_action_expert():
     plan = backbone.ae.head(ctx).waypoints
     ctx.reasoning_tokens = torch.randn(ctx.reasoning_tokens.shape, generator=torch.Generator().manual_seed(0))
     assert not torch.allclose(backbone.ae.head(ctx).waypoints, plan)
+
+
+def test_student_identity_follows_its_weights(tmp_path):
+    from latent.policy import StudentPolicy
+
+    student = StudentPlanner(StudentConfig(**CONFIG, seed=5)).eval()
+    save_student(student, tmp_path / "s")
+    base = StudentPolicy(student).identity()
+    assert StudentPolicy.from_pretrained(tmp_path / "s").identity() == base  # reloaded: the same
+    assert StudentPolicy(StudentPlanner(StudentConfig(**CONFIG, seed=6))).identity() != base
+    with torch.no_grad():
+        student.plan_queries.view(-1)[0] += 1e-6
+    assert StudentPolicy(student).identity() != base

@@ -311,3 +311,24 @@ def test_process_executor_needs_a_rebuildable_ue(tiny_backbone, fake_ae):
     fake = FakeUE(tiny_backbone.ue.geometry)
     with pytest.raises(ValueError, match="executor: 'process' needs a UE"):
         FastSlowPlanner(MoTBackbone(fake, fake_ae), mode="background", executor="process")
+
+
+def test_identity_names_the_weights_the_ue_and_the_sampling_seed(tiny_backbone, fake_ae):
+    """Episode records carry `identity()`: equal for an equal planner, different for any change that
+    changes its plans (an AE weight, a UE weight, the sampling seed, the refresh period)."""
+    import copy
+
+    base = FastSlowPlanner(tiny_backbone, refresh_every=2, seed=0).identity()
+    assert FastSlowPlanner(MoTBackbone(tiny_backbone.ue, copy.deepcopy(tiny_backbone.ae))).identity() == base
+    assert len(base) == 64 and int(base, 16) >= 0  # a sha256 hex digest
+    assert FastSlowPlanner(tiny_backbone, seed=1).identity() != base
+    assert FastSlowPlanner(tiny_backbone, refresh_every=1).identity() != base
+    assert FastSlowPlanner(MoTBackbone(tiny_backbone.ue, fake_ae)).identity() != base
+    ae = copy.deepcopy(tiny_backbone.ae)
+    with torch.no_grad():
+        next(ae.head.parameters()).view(-1)[0] += 1e-6  # one head weight, one ulp-sized step
+    assert FastSlowPlanner(MoTBackbone(tiny_backbone.ue, ae)).identity() != base
+    ue = copy.deepcopy(tiny_backbone.ue)
+    with torch.no_grad():
+        next(ue._model.parameters()).view(-1)[0] += 1e-3
+    assert FastSlowPlanner(MoTBackbone(ue, tiny_backbone.ae)).identity() != base
