@@ -246,6 +246,8 @@ class TransitionDataset(Dataset):
             item["future_speed"] = torch.tensor([float(speed[f]) if f >= 0 else 0.0 for f in future])
         if self.with_sensors or self.labels:
             item["sample"] = sample_at(a, row, labels=self.labels)
+            # the shard's sha256 names the sample's content (the UE store's key, `training.ue_store`)
+            item["sample"]["meta"]["shard"] = self.episodes[k][1]["sha256"]
         else:
             item["meta"] = {
                 "scenario": str(a["scenario"]),
@@ -267,7 +269,9 @@ def collate_transitions(items: list[dict]) -> TransitionBatch:
         meta = {k: [it["meta"][k] for it in items] for k in ("scenario", "seed", "step", "ue_step")}
         return TransitionBatch(frames=frames, future_mask=mask, meta=meta, future_speed=speed)
     samples = [it["sample"] for it in items]
-    meta = {k: [s["meta"][k] for s in samples] for k in ("scenario", "seed", "step", "ue_step")}
+    keys = ("scenario", "seed", "step", "ue_step")
+    keys += ("shard",) if all("shard" in s["meta"] for s in samples) else ()
+    meta = {k: [s["meta"][k] for s in samples] for k in keys}
     if "waypoints" in samples[0]:
         driving = collate_driving(samples)
         return TransitionBatch(

@@ -15,7 +15,9 @@ resume from their last Lightning checkpoint (as in `studies.tasks`).
     eval_student:{seed}                 runs/student__t{seed}__s0.json    open + closed loop + latency
     baseline:{name}                     runs/{name}.json
 
-The labeled fine-tuning sets are nested, scenario-stratified shares of the labeled train episodes
+The pretraining, fine-tuning and distillation tasks share the frozen UE's per-sample caches through
+`work/ue_store/` (`training.ue_store`: what a task reads is the bits it would compute). The labeled
+fine-tuning sets are nested, scenario-stratified shares of the labeled train episodes
 (`latent.data.select_episodes`, seeded by `fraction_seed`), the same for both arms and every seed.
 """
 
@@ -40,6 +42,7 @@ from studies.tasks import (
     run_path,
     scenario_overrides,
     study_sensors,
+    ue_store_dir,
 )
 
 ARMS = ("pretrained", "scratch")
@@ -284,6 +287,7 @@ def _pretrain(study: Path, config: StudyConfig, seed: int) -> None:
         optim=_optim(train),
         export_dir=str(pretrained_dir(study, seed)),
         speed_weight=config.latent.pretrain_speed_weight,
+        ue_store=str(ue_store_dir(study)),
     )
     dm = _transitions(
         study,
@@ -320,6 +324,7 @@ def _finetune(study: Path, config: StudyConfig, seed: int, arm: str, fraction: f
         pretrained_lr_scale=lat.finetune_pretrained_lr_scale if arm == "pretrained" else 1.0,
         optim=_optim(train),
         export_dir=str(finetuned_dir(study, seed, arm, fraction)),
+        ue_store=str(ue_store_dir(study)),
     )
     dm = _transitions(
         study,
@@ -351,6 +356,7 @@ def _distill(study: Path, config: StudyConfig, seed: int) -> None:
         optim=_optim(train),
         seed=seed,
         export_dir=str(student_dir(study, seed)),
+        ue_store=str(ue_store_dir(study)),
     )
     dm = _transitions(
         study,

@@ -71,6 +71,9 @@ def test_the_student_folder_has_no_ue_and_both_arms_saw_the_same_labels(latent_s
     for arm in ("pretrained", "scratch"):
         saved = json.loads((finetuned_dir(study, 0, arm, 0.5) / "mot_config.json").read_text())
         assert saved["config"]["head_kwargs"]["hidden_dim"] == 32
+    # the pretraining, fine-tuning and distillation tasks shared the frozen UE's caches on disk
+    (fingerprint,) = (study / "work" / "ue_store").iterdir()
+    assert len(list(fingerprint.glob("*.safetensors"))) > 0
     entries = json.loads((study / "data" / "train" / "index.json").read_text())["episodes"]
     half = select_episodes(entries, 0.5, 0)
     assert len(half) == 1 and half == select_episodes(entries, 0.5, 0)

@@ -71,8 +71,10 @@ class FakeTransitionDataset(Dataset):
     """`FakeDataset` samples as `latent.data.TransitionDataset` items: frames are the sample's BEV and
     K copies shifted forward by 2, 4, ... rows (a stand-in for driving), labels only with `labels`."""
 
-    def __init__(self, n: int, seed: int = 0, offsets: int = 3, labels: bool = False) -> None:
-        self.base = FakeDataset(n, seed)
+    def __init__(
+        self, n: int, seed: int = 0, offsets: int = 3, labels: bool = False, shard: str | None = None
+    ) -> None:
+        self.base = FakeDataset(n, seed, shard=shard)
         self.offsets, self.labels = offsets, labels
 
     def __len__(self) -> int:
@@ -94,15 +96,22 @@ class FakeTransitionDataset(Dataset):
 
 class FakeTransitionDataModule(L.LightningDataModule):
     def __init__(
-        self, n: int = 16, batch_size: int = 4, seed: int = 0, offsets: int = 3, labels: bool = False
+        self,
+        n: int = 16,
+        batch_size: int = 4,
+        seed: int = 0,
+        offsets: int = 3,
+        labels: bool = False,
+        shard: str | None = None,
     ) -> None:
         super().__init__()
         self.n, self.batch_size, self.seed, self.offsets, self.labels = n, batch_size, seed, offsets, labels
+        self.shard = shard
 
     def train_dataloader(self) -> DataLoader:
         from latent.data import collate_transitions
 
-        dataset = FakeTransitionDataset(self.n, self.seed, self.offsets, self.labels)
+        dataset = FakeTransitionDataset(self.n, self.seed, self.offsets, self.labels, shard=self.shard)
         return ResumableDataLoader(
             dataset, batch_size=self.batch_size, seed=self.seed, collate_fn=collate_transitions
         )

@@ -265,3 +265,33 @@ def test_the_speed_term_adds_the_masked_l1_of_the_speed_head(lam_folder):
         stage.losses(batch)
     with pytest.raises(ValueError, match=r"LatentPretrainStage\.speed_weight: expected a number >= 0"):
         LatentPretrainStage(lam=lam_folder, speed_weight=-1.0)
+
+
+@pytest.mark.parametrize("kind", ["pretrain", "finetune", "distill"])
+def test_a_latent_stage_with_the_ue_store_trains_the_weights_of_one_without(
+    kind, lam_folder, pretrained, tmp_path
+):
+    """The latent study's stages share the frozen UE's caches on disk (`training.ue_store`): the first
+    fit with the store writes every sample, the second reads every sample, and both train the
+    weights of a fit that prefilled everything itself."""
+    opt = OptimConfig(warmup_steps=1)
+    data = {"labels": kind != "pretrain", "shard": "ab" * 32}
+
+    def stage(store):
+        if kind == "pretrain":
+            return LatentPretrainStage(lam=lam_folder, optim=opt, ue_store=store)
+        if kind == "finetune":
+            spec = BackboneSpec(init_from=pretrained)
+            return LatentFinetuneStage(backbone=spec, lam=lam_folder, optim=opt, ue_store=store)
+        return DistillStage(teacher=pretrained, student=TINY_STUDENT, optim=opt, seed=0, ue_store=store)
+
+    weights, counts = [], []
+    for store in (None, tmp_path / "store", tmp_path / "store"):
+        L.seed_everything(0, workers=True)
+        s = stage(store)
+        _trainer(5).fit(s, datamodule=FakeTransitionDataModule(**data))
+        weights.append(_weights(_trained(s)))
+        if store is not None:
+            counts.append((s.ue_memo.store.reads, s.ue_memo.store.writes))
+    assert counts == [(0, 16), (16, 0)]  # 16 samples: written once, then read instead of prefilled
+    assert all(torch.equal(weights[0][k], w[k]) for w in weights[1:] for k in weights[0])

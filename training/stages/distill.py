@@ -32,6 +32,7 @@ from mot.decision import decision_nll
 from training.optim import OptimConfig, lightning_optimizers
 from training.teacher import load_teacher
 from training.ue_memo import UEMemo
+from training.ue_store import UEStore
 
 
 @dataclass
@@ -59,7 +60,10 @@ class DistillStage(L.LightningModule):
         optim: OptimConfig | None = None,
         seed: int = 0,
         export_dir: str | None = None,
+        ue_store: str | None = None,
     ) -> None:
+        """`ue_store`: a folder of the frozen UE's per-sample caches shared with the study's other
+        stages (`training.ue_store`), or None (memoised in memory only)."""
         super().__init__()
         backbone, latent_head = load_teacher(teacher, ue_checkpoint=ue_checkpoint)
         backbone.ae.eval().requires_grad_(False)
@@ -84,7 +88,8 @@ class DistillStage(L.LightningModule):
         self.weights = build_config(DistillWeights, weights)
         self.optim = optim if optim is not None else OptimConfig(lr=1e-3, warmup_steps=50)
         self.seed, self.export_dir = seed, export_dir
-        self.ue_memo = UEMemo(backbone.ue)
+        store = UEStore(ue_store, backbone.ue) if ue_store is not None else None
+        self.ue_memo = UEMemo(backbone.ue, store=store)
 
     @property
     def teacher(self):

@@ -52,6 +52,7 @@ class LatentFinetuneStage(ActionExpertStage):
         protocol: str = "stp3",
         sampling_seed: int = 0,
         export_dir: str | None = None,
+        ue_store: str | None = None,
     ) -> None:
         backbone = backbone if backbone is not None else BackboneSpec()
         super().__init__(
@@ -64,6 +65,7 @@ class LatentFinetuneStage(ActionExpertStage):
             protocol=protocol,
             sampling_seed=sampling_seed,
             export_dir=export_dir,
+            ue_store=ue_store,
         )
         if latent_weight < 0:
             raise ValueError(f"latent_weight: expected >= 0, got {latent_weight}")

@@ -66,13 +66,14 @@ class LatentPretrainStage(PolicyStage):
         optim: OptimConfig | None = None,
         export_dir: str | None = None,
         speed_weight: float = 0.0,
+        ue_store: str | None = None,
     ) -> None:
         if isinstance(speed_weight, bool) or not isinstance(speed_weight, (int, float)) or speed_weight < 0:
             raise ValueError(
                 f"LatentPretrainStage.speed_weight: expected a number >= 0, got {speed_weight!r}"
             )
         bb = (backbone if backbone is not None else BackboneSpec()).build()
-        super().__init__(bb, optim=optim, export_dir=export_dir)
+        super().__init__(bb, optim=optim, export_dir=export_dir, ue_store=ue_store)
         model = load_lam(lam)
         self.offsets_s = pretraining_offsets(model)
         self._frozen = (model.requires_grad_(False),)  # a tuple: not registered as a submodule
