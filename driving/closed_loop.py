@@ -169,7 +169,8 @@ def evaluate(
 
     config = config or EvalConfig()
     scenario = _resolve(scenario)
-    name, identity = policy_name(policy), policy_identity(policy)
+    # the identity (a digest of weights: seconds for a full-size UE) only matters for a records file
+    name, identity = policy_name(policy), policy_identity(policy) if records_path is not None else ""
     done: dict[tuple[str, int], EpisodeRecord] = {}
     if records_path is not None:
         for row in read_jsonl(records_path):
@@ -233,7 +234,7 @@ def record_gifs(
 
     config = config or EvalConfig()
     scenario = _resolve(scenario)
-    identity = policy_identity(policy)
+    identity = policy_identity(policy) if records_path is not None else ""
     world = World(scenario, sim=config.sim, sensors=config.sensors)
     tracker = Tracker(config.sim, config.tracker)
     records = []
