@@ -34,13 +34,27 @@ class SampleKey(NamedTuple):
     shard: str | None = None
 
 
+# What the memo may hold in host memory by default. A tiny-preset cache is 78 kB, so a demo's 6,400
+# samples (0.5 GB) fit; a full-size Qwen3-VL's cache is tens of MB per sample, and the budget keeps the
+# memo from filling the machine (the samples beyond it are prefilled again, or read from the store).
+DEFAULT_MEMO_BYTES = 4 << 30
+
+
 class UEMemo:
-    def __init__(self, ue, max_items: int = 200_000, store=None) -> None:
-        """`store`: a `training.ue_store.UEStore` for the same UE, or None (memory only)."""
+    def __init__(
+        self, ue, max_items: int = 200_000, store=None, max_bytes: int | None = DEFAULT_MEMO_BYTES
+    ) -> None:
+        """`store`: a `training.ue_store.UEStore` for the same UE, or None (memory only).
+        `max_items` / `max_bytes` (None: no limit): how many caches, and how many bytes of them, are
+        kept in host memory; the first samples met are kept, later ones past either limit are not
+        (so what a step computes never depends on the limits, only what it costs)."""
         if max_items < 0:
             raise ValueError(f"max_items: expected >= 0, got {max_items}")
-        self.ue, self.max_items, self.store = ue, max_items, store
+        if max_bytes is not None and max_bytes < 0:
+            raise ValueError(f"max_bytes: expected >= 0 or None, got {max_bytes}")
+        self.ue, self.max_items, self.max_bytes, self.store = ue, max_items, max_bytes, store
         self._store: dict[Hashable, UECache] = {}
+        self.bytes = 0  # of the caches kept
         self.hits = self.misses = 0
 
     @staticmethod
@@ -67,12 +81,22 @@ class UEMemo:
         # so a fit resumed from a checkpoint would train on other bits than an uninterrupted one.
         fresh = {i: self._one(sensors, i, keys[i]) for i in missing}
         for i, cache in fresh.items():
-            if len(self._store) < self.max_items:
-                self._store[keys[i]] = cache
+            self._keep(keys[i], cache)
         device = sensors.rgb.device
         return UECache.stack(
             [fresh[i] if i in fresh else self._store[k].to(device) for i, k in enumerate(keys)]
         )
+
+    def _keep(self, key: Hashable, cache: UECache) -> None:
+        """Keep `cache` in host memory if both limits allow it (on the CPU: a GPU's memory is for
+        training, and a full-size UE's caches would fill it within a few hundred samples)."""
+        if key in self._store or len(self._store) >= self.max_items:
+            return
+        size = cache.nbytes()
+        if self.max_bytes is not None and self.bytes + size > self.max_bytes:
+            return
+        self._store[key] = cache.to("cpu")
+        self.bytes += size
 
     def _one(self, sensors, i: int, key: Hashable) -> UECache:
         """Sample `i`'s cache: from the disk store when it has it, else prefilled alone (and stored)."""

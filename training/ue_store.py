@@ -17,14 +17,21 @@ keeps each cache once on disk, under the sample's content identity and the UE's 
   two tasks that compute the same sample at once write identical bytes.
 
 A cache is a few tens of kB (the tiny preset: 78 kB), so a demo study's store is about 0.5 GB;
-everything in it can be recomputed, and deleting the folder only costs time.
+everything in it can be recomputed, and deleting the folder only costs time. A full-size Qwen3-VL's
+cache is tens of MB per sample, so the store has two limits: it stops writing (and keeps reading)
+once this UE's folder holds `max_bytes` (16 GiB by default), or when a write would leave less than
+`min_free_bytes` (2 GiB) free on the disk. The tasks then prefill the samples they could not store,
+as without a store: the limits change what a study costs, never what it computes. The size limit
+is soft when several tasks write at once (each counts its own writes after a first look).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Hashable
 from pathlib import Path
@@ -43,18 +50,37 @@ def _content(key) -> tuple[str, int, int]:
     return str(key.shard), int(key.step), int(key.ue_step)
 
 
+DEFAULT_STORE_BYTES = 16 << 30
+DEFAULT_MIN_FREE_BYTES = 2 << 30
+
+
 class UEStore:
     """`get(key)` / `put(key, cache)` of one-sample `UECache`s for the UE `ue` (see the module docstring)."""
 
-    def __init__(self, folder: str | Path, ue) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        ue,
+        *,
+        max_bytes: int | None = DEFAULT_STORE_BYTES,
+        min_free_bytes: int = DEFAULT_MIN_FREE_BYTES,
+    ) -> None:
+        """`max_bytes` (None: no limit): how much this UE's folder may hold before the store stops
+        writing; `min_free_bytes`: the disk space a write must leave free."""
         if not callable(getattr(ue, "fingerprint", None)):
             raise ValueError(
                 f"ue: expected an understanding expert with a fingerprint() (FrozenQwen3VLExpert), got "
                 f"{type(ue).__name__}"
             )
+        if max_bytes is not None and max_bytes < 0:
+            raise ValueError(f"UEStore.max_bytes: expected >= 0 or None, got {max_bytes}")
+        if min_free_bytes < 0:
+            raise ValueError(f"UEStore.min_free_bytes: expected >= 0, got {min_free_bytes}")
         self.root, self.ue = Path(folder), ue
+        self.max_bytes, self.min_free_bytes = max_bytes, min_free_bytes
         self._folders: dict[tuple[str, int], Path] = {}
-        self.reads = self.writes = 0
+        self._sizes: dict[Path, int] = {}  # bytes in each UE folder: a first look, then this store's writes
+        self.reads = self.writes = self.skipped = 0
 
     @property
     def folder(self) -> Path:
@@ -86,6 +112,9 @@ class UEStore:
         path = self.path(key)
         if path.exists():
             return
+        if not self._room_for(path.parent, cache.nbytes()):
+            self.skipped += 1
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         tensors, meta = _to_tensors(cache, key)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
@@ -97,6 +126,28 @@ class UEStore:
             if os.path.exists(tmp):
                 os.unlink(tmp)
         self.writes += 1
+        self._sizes[path.parent] += path.stat().st_size
+
+    def _room_for(self, folder: Path, size: int) -> bool:
+        """May a cache of about `size` bytes be written into `folder` within both limits?"""
+        if folder not in self._sizes:
+            self._sizes[folder] = _folder_bytes(folder)
+        if self.max_bytes is not None and self._sizes[folder] + size > self.max_bytes:
+            return False
+        probe = folder if folder.exists() else self.root if self.root.exists() else Path(".")
+        return shutil.disk_usage(probe).free - size >= self.min_free_bytes
+
+
+def _folder_bytes(folder: Path) -> int:
+    """The bytes of the files directly in `folder` (0 if it does not exist)."""
+    if not folder.is_dir():
+        return 0
+    total = 0
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            with contextlib.suppress(FileNotFoundError):  # a temporary file renamed or removed meanwhile
+                total += entry.stat().st_size if entry.is_file() else 0
+    return total
 
 
 def _to_tensors(cache: UECache, key: Hashable) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -151,3 +151,29 @@ def test_a_refiner_fit_with_the_store_trains_the_weights_of_one_without(tmp_path
             assert (stage.ue_memo.store.reads, stage.ue_memo.store.writes) in ((0, 16), (16, 0))
     assert stage.ue_memo.store.reads == 16  # the last fit read every sample
     assert all(torch.equal(weights[0][k], w[k]) for w in weights[1:] for k in weights[0])
+
+
+def test_the_store_stops_writing_at_its_size_limit_or_near_a_full_disk_and_changes_no_bit(ue, tmp_path):
+    batch = _batch("s0")
+    keys = UEMemo.sample_keys(batch)
+    with torch.no_grad():
+        plain = UEMemo(ue).prefill(batch.sensors, keys)
+        one = UEStore(tmp_path / "probe", ue)
+        UEMemo(ue, store=one).prefill(batch.sensors.select([0]), keys[:1])
+        file_size = one.path(keys[0]).stat().st_size
+        limited = UEStore(tmp_path / "a", ue, max_bytes=3 * file_size + file_size // 2)
+        written = UEMemo(ue, store=limited).prefill(batch.sensors, keys)
+        assert (limited.writes, limited.skipped) == (3, 3)
+        assert sorted(p.name for p in limited.folder.iterdir()) == sorted(limited.path(k).name for k in keys[:3])
+        # Another task on the same folder looks at what is there first: no room left for a fourth.
+        later = UEStore(tmp_path / "a", ue, max_bytes=3 * file_size + file_size // 2)
+        reader = UEMemo(ue, store=later)
+        read = reader.prefill(batch.sensors, keys)
+        assert (later.reads, later.writes, later.skipped) == (3, 0, 3)
+        # A write that would leave less than `min_free_bytes` on the disk is skipped.
+        full_disk = UEStore(tmp_path / "b", ue, min_free_bytes=1 << 62)
+        UEMemo(ue, store=full_disk).prefill(batch.sensors, keys)
+        assert (full_disk.writes, full_disk.skipped) == (0, 6) and not (tmp_path / "b").exists()
+    assert _equal(written, plain) and _equal(read, plain)
+    with pytest.raises(ValueError, match="UEStore.max_bytes: expected >= 0 or None, got -1"):
+        UEStore(tmp_path, ue, max_bytes=-1)

@@ -26,7 +26,7 @@ from training.optim import OptimConfig, ParameterEMA, lightning_optimizers
 from training.policy import check_policy_target, save_pretrained
 from training.run_folders import check_run_folders
 from training.step_rng import CHECKPOINT_KEY, draw_train_seed, step_generator, step_global_rng
-from training.ue_memo import UEMemo
+from training.ue_memo import DEFAULT_MEMO_BYTES, UEMemo
 from training.ue_store import UEStore
 
 
@@ -40,11 +40,14 @@ class PolicyStage(L.LightningModule):
         sampling_seed: int = 0,
         export_dir: str | None = None,
         ue_memo_items: int = 200_000,
+        ue_memo_bytes: int | None = DEFAULT_MEMO_BYTES,
         train_seed: int | None = None,
         ue_store: str | None = None,
     ) -> None:
         """`ue_store`: a folder for the frozen UE's per-sample caches shared with other runs on the same
-        data (`training.ue_store`), or None (memoised in memory only)."""
+        data (`training.ue_store`), or None (memoised in memory only). `ue_memo_items` /
+        `ue_memo_bytes`: how much of the UE's per-sample caches is kept in host memory
+        (`training.ue_memo.UEMemo`; 4 GiB by default)."""
         super().__init__()
         check_choice("protocol", protocol, ("stp3", "uniad"))
         self.backbone = backbone
@@ -62,7 +65,7 @@ class PolicyStage(L.LightningModule):
         self.export_state: dict[str, torch.Tensor] | None = None
         self._val_generator: torch.Generator | None = None
         store = UEStore(ue_store, backbone.ue) if ue_store is not None else None
-        self.ue_memo = UEMemo(backbone.ue, max_items=ue_memo_items, store=store)
+        self.ue_memo = UEMemo(backbone.ue, max_items=ue_memo_items, max_bytes=ue_memo_bytes, store=store)
         # The seed of the training noise (a diffusion head's t and perturbation draws). None: drawn
         # from torch's global RNG now, so `seed_everything` decides it; checkpoints store it.
         if train_seed is None:
