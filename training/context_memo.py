@@ -18,7 +18,7 @@ from collections.abc import Callable, Hashable
 import torch
 
 from heads import ActionContext
-from training.ue_memo import DEFAULT_MEMO_BYTES
+from training.ue_memo import DEFAULT_MEMO_BYTES, MemoBudget
 
 
 def split_context(ctx: ActionContext) -> list[ActionContext]:
@@ -68,13 +68,9 @@ class ContextMemo:
     def __init__(self, max_items: int = 200_000, max_bytes: int | None = DEFAULT_MEMO_BYTES) -> None:
         """`max_items` / `max_bytes` (None: no limit): how many contexts, and how many bytes of them,
         are kept (host memory); samples met past either limit are computed again when they return."""
-        if max_items < 0:
-            raise ValueError(f"max_items: expected >= 0, got {max_items}")
-        if max_bytes is not None and max_bytes < 0:
-            raise ValueError(f"max_bytes: expected >= 0 or None, got {max_bytes}")
-        self.max_items, self.max_bytes = max_items, max_bytes
+        self.budget = MemoBudget(max_items, max_bytes)
+        self.max_items = max_items
         self._store: dict[Hashable, ActionContext] = {}
-        self.bytes = 0  # of the contexts kept
         self.hits = self.misses = 0
 
     def get(
@@ -93,17 +89,9 @@ class ContextMemo:
         for i in missing:
             (one,) = split_context(compute(sensors.select([i]), [keys[i]]).detach())
             fresh[keys[i]] = _to(one, "cpu")
-            self._keep(keys[i], fresh[keys[i]])
+            if keys[i] not in self._store and self.budget.admit(context_nbytes(fresh[keys[i]])):
+                self._store[keys[i]] = fresh[keys[i]]
         return _to(stack_contexts([self._store.get(k, fresh.get(k)) for k in keys]), device)
-
-    def _keep(self, key: Hashable, ctx: ActionContext) -> None:
-        if key in self._store or len(self._store) >= self.max_items:
-            return
-        size = context_nbytes(ctx)
-        if self.max_bytes is not None and self.bytes + size > self.max_bytes:
-            return
-        self._store[key] = ctx
-        self.bytes += size
 
 
 def context_nbytes(ctx: ActionContext) -> int:

@@ -40,6 +40,29 @@ class SampleKey(NamedTuple):
 DEFAULT_MEMO_BYTES = 4 << 30
 
 
+class MemoBudget:
+    """What a memo may keep: `max_items` entries and `max_bytes` bytes (None: no byte limit). The
+    first entries met are admitted, later ones past either limit are not, so what a memo returns
+    never depends on its budget, only what it costs."""
+
+    def __init__(self, max_items: int, max_bytes: int | None) -> None:
+        if max_items < 0:
+            raise ValueError(f"max_items: expected >= 0, got {max_items}")
+        if max_bytes is not None and max_bytes < 0:
+            raise ValueError(f"max_bytes: expected >= 0 or None, got {max_bytes}")
+        self.max_items, self.max_bytes = max_items, max_bytes
+        self.items = self.bytes = 0  # admitted so far
+
+    def admit(self, size: int) -> bool:
+        """Count an entry of `size` bytes in if both limits allow it."""
+        if self.items >= self.max_items or (
+            self.max_bytes is not None and self.bytes + size > self.max_bytes
+        ):
+            return False
+        self.items, self.bytes = self.items + 1, self.bytes + size
+        return True
+
+
 class UEMemo:
     def __init__(
         self, ue, max_items: int = 200_000, store=None, max_bytes: int | None = DEFAULT_MEMO_BYTES
@@ -48,13 +71,9 @@ class UEMemo:
         `max_items` / `max_bytes` (None: no limit): how many caches, and how many bytes of them, are
         kept in host memory; the first samples met are kept, later ones past either limit are not
         (so what a step computes never depends on the limits, only what it costs)."""
-        if max_items < 0:
-            raise ValueError(f"max_items: expected >= 0, got {max_items}")
-        if max_bytes is not None and max_bytes < 0:
-            raise ValueError(f"max_bytes: expected >= 0 or None, got {max_bytes}")
-        self.ue, self.max_items, self.max_bytes, self.store = ue, max_items, max_bytes, store
+        self.budget = MemoBudget(max_items, max_bytes)
+        self.ue, self.max_items, self.store = ue, max_items, store
         self._store: dict[Hashable, UECache] = {}
-        self.bytes = 0  # of the caches kept
         self.hits = self.misses = 0
 
     @staticmethod
@@ -90,13 +109,8 @@ class UEMemo:
     def _keep(self, key: Hashable, cache: UECache) -> None:
         """Keep `cache` in host memory if both limits allow it (on the CPU: a GPU's memory is for
         training, and a full-size UE's caches would fill it within a few hundred samples)."""
-        if key in self._store or len(self._store) >= self.max_items:
-            return
-        size = cache.nbytes()
-        if self.max_bytes is not None and self.bytes + size > self.max_bytes:
-            return
-        self._store[key] = cache.to("cpu")
-        self.bytes += size
+        if key not in self._store and self.budget.admit(cache.nbytes()):
+            self._store[key] = cache.to("cpu")
 
     def _one(self, sensors, i: int, key: Hashable) -> UECache:
         """Sample `i`'s cache: from the disk store when it has it, else prefilled alone (and stored)."""

@@ -43,7 +43,7 @@ def test_the_byte_budget_keeps_the_first_contexts_that_fit_and_changes_nothing()
     assert size == 4 * (3 * 4 + 2 * 4 + 5 * 4 + 4 + 2 * 2)  # float32 elements of one sample's tensors
     memo = ContextMemo(max_bytes=3 * size + size // 2)  # room for three contexts
     first = memo.get(sensors, keys, _compute(calls))
-    assert list(memo._store) == keys[:3] and memo.bytes == 3 * size
+    assert list(memo._store) == keys[:3] and memo.budget.bytes == 3 * size
     assert calls == [1] * 6  # every unseen sample alone
     again = memo.get(sensors, keys, _compute(calls))
     assert calls == [1] * 9 and (memo.hits, memo.misses) == (3, 9)  # the three past the budget again
@@ -53,6 +53,6 @@ def test_the_byte_budget_keeps_the_first_contexts_that_fit_and_changes_nothing()
         )
     unlimited = ContextMemo(max_bytes=None)
     unlimited.get(sensors, keys, _compute([]))
-    assert len(unlimited._store) == 6 and unlimited.bytes == 6 * size
+    assert len(unlimited._store) == 6 and unlimited.budget.bytes == 6 * size
     with pytest.raises(ValueError, match="max_bytes: expected >= 0 or None, got -5"):
         ContextMemo(max_bytes=-5)

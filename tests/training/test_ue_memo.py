@@ -59,7 +59,7 @@ def test_the_memory_budget_keeps_the_first_caches_that_fit_and_changes_no_bit():
         first = limited.prefill(batch.sensors, keys)
         calls = ue.prefill_calls
         again = limited.prefill(batch.sensors, keys)
-    assert list(limited._store) == keys[:2] and limited.bytes == sizes[0] + sizes[1] <= budget
+    assert list(limited._store) == keys[:2] and limited.budget.bytes == sizes[0] + sizes[1] <= budget
     assert ue.prefill_calls - calls == 4  # the four caches past the budget were prefilled again
     assert (limited.hits, limited.misses) == (2, 10)
     assert _caches_equal(first, want) and _caches_equal(again, want)

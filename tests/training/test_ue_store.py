@@ -164,7 +164,9 @@ def test_the_store_stops_writing_at_its_size_limit_or_near_a_full_disk_and_chang
         limited = UEStore(tmp_path / "a", ue, max_bytes=3 * file_size + file_size // 2)
         written = UEMemo(ue, store=limited).prefill(batch.sensors, keys)
         assert (limited.writes, limited.skipped) == (3, 3)
-        assert sorted(p.name for p in limited.folder.iterdir()) == sorted(limited.path(k).name for k in keys[:3])
+        assert sorted(p.name for p in limited.folder.iterdir()) == sorted(
+            limited.path(k).name for k in keys[:3]
+        )
         # Another task on the same folder looks at what is there first: no room left for a fourth.
         later = UEStore(tmp_path / "a", ue, max_bytes=3 * file_size + file_size // 2)
         reader = UEMemo(ue, store=later)
@@ -175,5 +177,5 @@ def test_the_store_stops_writing_at_its_size_limit_or_near_a_full_disk_and_chang
         UEMemo(ue, store=full_disk).prefill(batch.sensors, keys)
         assert (full_disk.writes, full_disk.skipped) == (0, 6) and not (tmp_path / "b").exists()
     assert _equal(written, plain) and _equal(read, plain)
-    with pytest.raises(ValueError, match="UEStore.max_bytes: expected >= 0 or None, got -1"):
+    with pytest.raises(ValueError, match=r"UEStore\.max_bytes: expected >= 0 or None, got -1"):
         UEStore(tmp_path, ue, max_bytes=-1)
