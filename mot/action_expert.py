@@ -33,6 +33,10 @@ from mot.encoders import BEVTokens, ImageTokens, StateTokens
 from mot.layers import ActionExpertLayer, rope_cos_sin, rope_inv_freq
 from mot.mask import Segment, hybrid_mask, segment_slices
 
+# Action-token groups `ActionExpert.attention_mask` can keep out of attention: the segments, and "ego"
+# (the ego-state token inside "state").
+HIDEABLE_TOKENS = ("rgb", "bev", "state", "ego", "decision", "route", "waypoints")
+
 
 @dataclass
 class MoTOutput:
@@ -150,14 +154,38 @@ class ActionExpert(nn.Module):
         steps = torch.arange(self.num_tokens, device=cache.position_offset.device)
         return cache.position_offset[:, None] + steps
 
-    def attention_mask(self, cache: UECache) -> torch.Tensor:
-        """(B, 1, L, S + L) bool: UE columns where the UE token is real, then the hybrid AE block."""
+    def token_columns(self, name: str) -> slice:
+        """The action-token positions of a segment name, or of "ego" (the ego-state token, the last
+        token of the "state" segment when the AE has one)."""
+        if name == "ego":
+            if self.state_tokens.ego is None:
+                raise ValueError(
+                    'hidden: expected "ego" only for an AE with an ego token (use_ego_token), got none'
+                )
+            stop = self.slices["state"].stop
+            return slice(stop - 1, stop)
+        if name not in self.slices:
+            raise ValueError(
+                f"hidden: expected a segment name in {sorted(self.slices)} or 'ego', got {name!r}"
+            )
+        return self.slices[name]
+
+    def attention_mask(self, cache: UECache, hidden: tuple[str, ...] = ()) -> torch.Tensor:
+        """(B, 1, L, S + L) bool: UE columns where the UE token is real, then the hybrid AE block.
+        `hidden` token groups (`token_columns`) are columns no token attends to: the rest of the AE
+        computes as if they were absent (their own rows still see the UE, so no row is empty)."""
         b, s, n = cache.batch_size, cache.seq_len, self.num_tokens
         ue = cache.mask.to(self.ae_mask.device)[:, None, None, :].expand(b, 1, n, s)
-        return torch.cat((ue, self.ae_mask[None, None].expand(b, 1, n, n)), dim=-1)
+        ae = self.ae_mask
+        if hidden:
+            ae = ae.clone()
+            for name in hidden:
+                ae[:, self.token_columns(name)] = False
+        return torch.cat((ue, ae[None, None].expand(b, 1, n, n)), dim=-1)
 
-    def latents(self, tokens: torch.Tensor, cache: UECache) -> torch.Tensor:
-        """tokens (B, L, D) + cache (L_layers x (B, Hkv, S, d)) -> final normed hidden states (B, L, D)."""
+    def latents(self, tokens: torch.Tensor, cache: UECache, hidden: tuple[str, ...] = ()) -> torch.Tensor:
+        """tokens (B, L, D) + cache (L_layers x (B, Hkv, S, d)) -> final normed hidden states (B, L, D);
+        `hidden`: token groups no token attends to (`attention_mask`)."""
         cache.validate(self.geometry, check_values=False)  # values were checked where the cache was made
         if cache.batch_size != tokens.shape[0]:
             raise ValueError(
@@ -167,7 +195,7 @@ class ActionExpert(nn.Module):
         if cache.mask.device != dev:
             cache = cache.to(dev)
         cos, sin = rope_cos_sin(self.positions(cache), self.inv_freq)
-        mask = self.attention_mask(cache)
+        mask = self.attention_mask(cache, hidden)
         x = tokens
         for layer, k, v in zip(self.layers, cache.keys, cache.values):
             x = layer(x, k, v, cos, sin, mask)
@@ -180,10 +208,13 @@ class ActionExpert(nn.Module):
         *,
         generator: torch.Generator | None = None,
         with_plan: bool = True,
+        hidden: tuple[str, ...] = (),
     ) -> MoTOutput:
-        """batch (B, ...) + UE cache -> MoTOutput (decision logits, ActionContext, Plan, latents)."""
+        """batch (B, ...) + UE cache -> MoTOutput (decision logits, ActionContext, Plan, latents).
+        `hidden`: action-token groups kept out of attention (e.g. ("ego",) in latent-action
+        pretraining without the ego token; `attention_mask`). Default: none, the AE as trained."""
         tokens = self.embed(batch)
-        h = self.latents(tokens, cache)
+        h = self.latents(tokens, cache, tuple(hidden))
         sl = self.slices
         decision = h[:, sl["decision"]]
         plan_latents = torch.cat((h[:, sl["waypoints"]], h[:, sl["route"]]), dim=1)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from automot.checks import check_positive
+from automot.checks import check_choice, check_positive
 from automot.config import build_config
 from automot.registry import Registry
 
@@ -260,6 +260,9 @@ class LatentSpec:
     pretrain_speed_weight: the pretraining also predicts the ego speed at each decision horizon from
                         the future observations' ego state (odometry, not a label) with this weight
                         (`training.stages.latent_pretrain`; 0: the LAM's codes only).
+    pretrain_hidden:    action-token groups the pretraining keeps out of attention, e.g. ["ego"]: the
+                        pretrained layers never read the ego token (`training.stages.latent_pretrain`;
+                        empty: every token, the default).
     finetune_latent_weight: the pretrained arm's fine-tuning also trains the AE on the LAM's codes of
                         its batches with this weight (0: the latent head follows the AE detached).
     finetune_pretrained_lr_scale: the pretrained arm's learning-rate multiplier for the AE layers it
@@ -276,6 +279,7 @@ class LatentSpec:
     pretrain: TrainSpec = field(default_factory=lambda: TrainSpec(steps=800, batch_size=32, lr=2e-3))
     finetune: TrainSpec = field(default_factory=lambda: TrainSpec(steps=800, batch_size=32, lr=2e-3))
     pretrain_speed_weight: float = 0.0
+    pretrain_hidden: list[str] = field(default_factory=list)
     finetune_latent_weight: float = 0.0
     finetune_pretrained_lr_scale: float = 1.0
     distill: TrainSpec = field(default_factory=lambda: TrainSpec(steps=800, batch_size=32, lr=1e-3))
@@ -308,6 +312,16 @@ class LatentSpec:
             )
         check_positive("LatentSpec.unlabeled_episodes", self.unlabeled_episodes)
         check_positive("LatentSpec.pretrain_speed_weight", self.pretrain_speed_weight, allow_zero=True)
+        if isinstance(self.pretrain_hidden, str) or not all(isinstance(h, str) for h in self.pretrain_hidden):
+            raise ValueError(
+                f"LatentSpec.pretrain_hidden: expected a list of token-group names (e.g. ['ego']), "
+                f"got {self.pretrain_hidden!r}"
+            )
+        self.pretrain_hidden = list(self.pretrain_hidden)
+        from mot.action_expert import HIDEABLE_TOKENS
+
+        for name in self.pretrain_hidden:
+            check_choice("LatentSpec.pretrain_hidden", name, HIDEABLE_TOKENS)
         check_positive("LatentSpec.finetune_latent_weight", self.finetune_latent_weight, allow_zero=True)
         check_positive("LatentSpec.finetune_pretrained_lr_scale", self.finetune_pretrained_lr_scale)
         check_positive("LatentSpec.latency_steps", self.latency_steps)

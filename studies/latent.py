@@ -288,6 +288,7 @@ def _pretrain(study: Path, config: StudyConfig, seed: int) -> None:
         export_dir=str(pretrained_dir(study, seed)),
         speed_weight=config.latent.pretrain_speed_weight,
         ue_store=str(ue_store_dir(study)),
+        hidden=tuple(config.latent.pretrain_hidden),
     )
     dm = _transitions(
         study,

@@ -295,3 +295,40 @@ def test_a_latent_stage_with_the_ue_store_trains_the_weights_of_one_without(
             counts.append((s.ue_memo.store.reads, s.ue_memo.store.writes))
     assert counts == [(0, 16), (16, 0)]  # 16 samples: written once, then read instead of prefilled
     assert all(torch.equal(weights[0][k], w[k]) for w in weights[1:] for k in weights[0])
+
+
+def test_hiding_the_ego_token_keeps_it_out_of_pretraining(lam_folder):
+    """With hidden=("ego",) no pretrained layer reads the ego token: the decision latents do not move
+    when the ego state and history change (they do without hiding), the pretraining loss sends the
+    ego encoder exactly zero gradient (only weight decay moves it), and every other AE part learns."""
+    import dataclasses
+
+    batch = collate_transitions([FakeTransitionDataset(3)[i] for i in range(3)])
+    s = batch.sensors
+    moved = dataclasses.replace(
+        batch, sensors=dataclasses.replace(s, ego_state=s.ego_state + 3.0, ego_history=s.ego_history - 2.0)
+    )
+    torch.manual_seed(0)
+    stage = LatentPretrainStage(lam=lam_folder, hidden=("ego",), optim=OptimConfig(warmup_steps=1))
+    stage.eval()
+    with torch.no_grad():
+
+        def decision(b, hidden):
+            return stage.forward_ae(b, with_plan=False, hidden=hidden).context.decision_latents
+
+        torch.testing.assert_close(decision(moved, ("ego",)), decision(batch, ("ego",)), rtol=0, atol=0)
+        assert not torch.allclose(decision(moved, ()), decision(batch, ()))
+    stage.train()
+    stage.losses(batch)["loss"].backward()
+    grads = {k: p.grad for k, p in stage.ae.named_parameters()}
+    ego = [k for k in grads if k.startswith("state_tokens.ego.")]
+    assert ego and all(grads[k] is None or not grads[k].any() for k in ego)
+    assert grads["decision_queries"].abs().sum() > 0
+    assert grads["state_tokens.target.0.weight"].abs().sum() > 0
+    plain = LatentPretrainStage(lam=lam_folder)  # without hiding, the ego encoder learns
+    plain.losses(batch)["loss"].backward()
+    assert plain.ae.state_tokens.ego[0].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match=r"hidden: expected a segment name in .* or 'ego', got 'egos'"):
+        LatentPretrainStage(lam=lam_folder, hidden=("egos",))
+    with pytest.raises(ValueError, match=r"LatentPretrainStage\.hidden: expected a list"):
+        LatentPretrainStage(lam=lam_folder, hidden="ego")

@@ -102,10 +102,17 @@ class PolicyStage(L.LightningModule):
         return batch.lateral, batch.longitudinal
 
     # -- forward pieces ---------------------------------------------------------------------------
-    def forward_ae(self, batch, *, with_plan: bool, generator: torch.Generator | None = None) -> MoTOutput:
+    def forward_ae(
+        self,
+        batch,
+        *,
+        with_plan: bool,
+        generator: torch.Generator | None = None,
+        hidden: tuple[str, ...] = (),
+    ) -> MoTOutput:
         sensors = batch.sensors.to(self.device)
         cache = self.ue_memo.prefill(sensors, UEMemo.sample_keys(batch))  # frozen UE, memoised per sample
-        return self.ae(sensors, cache, generator=generator, with_plan=with_plan)
+        return self.ae(sensors, cache, generator=generator, with_plan=with_plan, hidden=hidden)
 
     def decision_loss(self, out: MoTOutput, batch) -> dict[str, torch.Tensor]:
         lateral, longitudinal = self.decision_targets(batch)

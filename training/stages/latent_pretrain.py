@@ -11,6 +11,11 @@ the ego speed at its horizon, read from the future observations' ego state (odom
 episodes, not an expert label): a target the AE cannot predict without reading the ego token, which
 the LAM's codes alone let the shared layers ignore (docs/latent.md). The speed head is not exported.
 
+`hidden` (off by default; also a library choice) keeps action-token groups out of the pretraining's
+attention, e.g. ("ego",): no pretrained layer reads the ego token, whose encoder stays at its
+initialisation, and the fine-tuning meets the token fresh instead of as one the layers learned to
+ignore (`ActionExpert.attention_mask`).
+
 Batches are observations-only `TransitionBatch`es with offsets (H, 2H, ..., K H) and sensors; a batch
 that carries labels is refused. The LAM is not a submodule (never trained, never checkpointed: its
 folder is the record). The export is a teacher folder (`training.teacher`): the policy folder with
@@ -67,6 +72,7 @@ class LatentPretrainStage(PolicyStage):
         export_dir: str | None = None,
         speed_weight: float = 0.0,
         ue_store: str | None = None,
+        hidden: tuple[str, ...] = (),
     ) -> None:
         if isinstance(speed_weight, bool) or not isinstance(speed_weight, (int, float)) or speed_weight < 0:
             raise ValueError(
@@ -81,6 +87,13 @@ class LatentPretrainStage(PolicyStage):
         self.latent_head = LatentActionHead(
             LatentHeadConfig(self.ae.config.ae.hidden_size, vq.num_tokens, vq.vq.codebook_size)
         )
+        if isinstance(hidden, str) or not all(isinstance(h, str) for h in hidden):
+            raise ValueError(
+                f"LatentPretrainStage.hidden: expected a list of token-group names, got {hidden!r}"
+            )
+        self.hidden = tuple(hidden)
+        for name in self.hidden:
+            self.ae.token_columns(name)  # an unknown name is refused here, before any training
         self.speed_weight = float(speed_weight)
         self.speed_head = nn.Linear(self.ae.config.ae.hidden_size, 1) if self.speed_weight > 0 else None
         self.ae.requires_grad_(True)
@@ -102,7 +115,7 @@ class LatentPretrainStage(PolicyStage):
         if batch.sensors is None:
             raise ValueError("LatentPretrainStage: expected batches read with sensors=True, got sensors=None")
         codes = lam_targets(self.lam, batch.frames.to(self.device), batch.future_mask.to(self.device))
-        out = self.forward_ae(batch, with_plan=False)
+        out = self.forward_ae(batch, with_plan=False, hidden=self.hidden)
         latents = out.context.decision_latents  # (B, K, D)
         parts = latent_action_nll(self.latent_head(latents), codes)
         acc = parts.pop("accuracy_per_horizon")
