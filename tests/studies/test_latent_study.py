@@ -127,6 +127,16 @@ def test_lam_checkpoint_example_scores_the_last_checkpoint_like_the_study(latent
             0.0,
             r"LatentSpec.finetune_pretrained_lr_scale: expected a value > 0, got 0.0",
         ),
+        (
+            "pretrain_hidden",
+            ["ego", "speed"],
+            r"LatentSpec.pretrain_hidden: expected one of \['rgb', .*'ego'.*\], got 'speed'",
+        ),
+        (
+            "pretrain_hidden",
+            "ego",
+            r"LatentSpec.pretrain_hidden: expected a list of strings, got 'ego' \(str\)",
+        ),
     ],
 )
 def test_latent_spec_refuses_bad_fine_tuning_options(field, value, message):
