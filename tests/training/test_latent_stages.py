@@ -328,6 +328,9 @@ def test_hiding_the_ego_token_keeps_it_out_of_pretraining(lam_folder):
     plain = LatentPretrainStage(lam=lam_folder)  # without hiding, the ego encoder learns
     plain.losses(batch)["loss"].backward()
     assert plain.ae.state_tokens.ego[0].weight.grad.abs().sum() > 0
+    from mot.action_expert import HIDEABLE_TOKENS
+
+    assert set(HIDEABLE_TOKENS) == {*stage.ae.slices, "ego"}  # the config's list is the AE's groups
     with pytest.raises(ValueError, match=r"hidden: expected a segment name in .* or 'ego', got 'egos'"):
         LatentPretrainStage(lam=lam_folder, hidden=("egos",))
     with pytest.raises(ValueError, match=r"LatentPretrainStage\.hidden: expected a list"):
