@@ -69,7 +69,6 @@ class ContextMemo:
         """`max_items` / `max_bytes` (None: no limit): how many contexts, and how many bytes of them,
         are kept (host memory); samples met past either limit are computed again when they return."""
         self.budget = MemoBudget(max_items, max_bytes)
-        self.max_items = max_items
         self._store: dict[Hashable, ActionContext] = {}
         self.hits = self.misses = 0
 
@@ -79,7 +78,7 @@ class ContextMemo:
         keys: list[Hashable] | None,
         compute: Callable[[object, list[Hashable] | None], ActionContext],
     ) -> ActionContext:
-        if keys is None or self.max_items == 0:
+        if keys is None or self.budget.max_items == 0:
             return compute(sensors, keys)
         device = sensors.ego_state.device
         missing = [i for i, k in enumerate(keys) if k not in self._store]

@@ -72,7 +72,7 @@ class UEMemo:
         kept in host memory; the first samples met are kept, later ones past either limit are not
         (so what a step computes never depends on the limits, only what it costs)."""
         self.budget = MemoBudget(max_items, max_bytes)
-        self.ue, self.max_items, self.store = ue, max_items, store
+        self.ue, self.store = ue, store
         self._store: dict[Hashable, UECache] = {}
         self.hits = self.misses = 0
 
@@ -87,7 +87,7 @@ class UEMemo:
 
     def prefill(self, sensors, keys: list[Hashable] | None) -> UECache:
         """The batch's UE cache; only samples without a stored cache go through the UE."""
-        if keys is None or self.max_items == 0:
+        if keys is None or self.budget.max_items == 0:
             return self.ue.prefill(sensors)
         if len(keys) != sensors.batch_size:
             raise ValueError(f"keys: expected one key per sample ({sensors.batch_size}), got {len(keys)}")
