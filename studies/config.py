@@ -230,18 +230,36 @@ class RefinerDaggerSpec(_Rollouts):
         return after + (round_index - 1) * (self.episodes + self.extra_episodes)
 
 
+VALIDATED_STAGES = ("ae", "refiner")
+
+
 @dataclass
 class ValidationSpec:
-    """Closed-loop validation while the AE trains (`training.callbacks`): every `every_n_steps` (0: off)
-    drive `episodes` validation-split episodes per scenario; export the best by DS (ties: L2)."""
+    """Closed-loop validation while a stage trains (`training.callbacks`): every `every_n_steps` (0: off)
+    drive `episodes` validation-split episodes per scenario; export the best by DS (ties: L2).
+
+    stages: which trainings it watches: "ae" (behaviour cloning and every DAgger round of the AE +
+            MLP head) and/or "refiner" (every training of a refining head, refiner-DAgger rounds
+            included; the refiner is driven with sampling seed 0)."""
 
     every_n_steps: int = 0
     episodes: int = 1
     select: bool = True
+    stages: list[str] = field(default_factory=lambda: ["ae"])
 
     def __post_init__(self) -> None:
         check_positive("ValidationSpec.every_n_steps", self.every_n_steps, allow_zero=True)
         check_positive("ValidationSpec.episodes", self.episodes)
+        if not isinstance(self.stages, (list, tuple)) or not self.stages:
+            raise ValueError(
+                f"ValidationSpec.stages: expected a non-empty list from {list(VALIDATED_STAGES)}, "
+                f"got {self.stages!r}"
+            )
+        self.stages = list(self.stages)
+        for name in self.stages:
+            check_choice("ValidationSpec.stages", name, VALIDATED_STAGES)
+        if len(set(self.stages)) != len(self.stages):
+            raise ValueError(f"ValidationSpec.stages: expected each stage once, got {self.stages}")
 
 
 @dataclass

@@ -555,8 +555,10 @@ def format_refiner_dagger(study: Path, config: StudyConfig) -> list[str]:
             if not recs:
                 continue
             dag = [rec["dagger"] for rec in recs if "dagger" in rec]
+            ds = [rec["validation"]["best"]["ds"] for rec in recs if rec.get("validation", {}).get("best")]
             rows.append(
-                f"| {head} | {r} | {_outcome_counts(dag) if dag else '–'} | "
+                f"| {head} | {r} | {_num(float(np.mean(ds)) if ds else None, 1)} | "
+                f"{_outcome_counts(dag) if dag else '–'} | "
                 f"{sum(d['samples'] for d in dag) if dag else '–'} | "
                 f"{_num(float(np.mean([d['collect_s'] for d in dag])) if dag else None, 0)} | "
                 f"{_num(float(np.mean([rec['train_s'] for rec in recs])), 0)} |"
@@ -574,10 +576,12 @@ def format_refiner_dagger(study: Path, config: StudyConfig) -> list[str]:
         f"(sampling seed 0) on {spec.episodes} fresh train-split episodes per scenario ({scenarios}{extra}; "
         f"beta {spec.beta}), labels every visited state with the expert and trains the refiner again from "
         "scratch on the AE's data plus the head's rollouts so far. The outcomes are those of the rollouts "
-        "(round r-1's refiner driving, summed over training seeds); the evaluated refiner is the last round's.",
+        "(round r-1's refiner driving, summed over training seeds); the evaluated refiner is the last round's. "
+        "Validation DS (when the study validates the refiner): closed loop on validation-split seeds, of the "
+        "exported (selected) weights; mean over training seeds.",
         "",
-        "| head | round | rollout outcomes (completed/collision/off-road/timeout) | samples added | collect s | train s |",
-        "|---|---|---|---|---|---|",
+        "| head | round | validation DS | rollout outcomes (completed/collision/off-road/timeout) | samples added | collect s | train s |",
+        "|---|---|---|---|---|---|---|",
         *rows,
     ]
 

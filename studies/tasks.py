@@ -539,10 +539,11 @@ def _ue(study: Path, config: StudyConfig, status: StatusWriter) -> None:
     )
 
 
-def _validation(study: Path, config: StudyConfig, seed: int, round_index: int):
-    """The closed-loop validation callback of one AE training, or None when the study has it off."""
+def _validation(config: StudyConfig, stage: str, history_path: Path):
+    """The closed-loop validation callback of one training of `stage` ("ae" or "refiner"), writing
+    its evaluations to `history_path`; None when the study validates no such training."""
     spec = config.validation
-    if not spec.every_n_steps:
+    if not spec.every_n_steps or stage not in spec.stages:
         return None
     from training.callbacks import ClosedLoopValidation
 
@@ -556,8 +557,12 @@ def _validation(study: Path, config: StudyConfig, seed: int, round_index: int):
         vehicle_trail_s=config.data.vehicle_trail_s,
         scenario_overrides=scenario_overrides(config),
         select=spec.select,
-        history_path=str(round_record_path(study, seed, round_index).with_suffix(".val.json")),
+        history_path=str(history_path),
     )
+
+
+def _callbacks(validation) -> list | None:
+    return [validation] if validation is not None else None
 
 
 def _ae(study: Path, config: StudyConfig, seed: int, round_index: int, status: StatusWriter) -> None:
@@ -595,9 +600,11 @@ def _ae(study: Path, config: StudyConfig, seed: int, round_index: int, status: S
     )
     name = f"ae_{seed}" if round_index == 0 else f"ae_{seed}_r{round_index}"
     ckpt = study / "work" / name
-    validation = _validation(study, config, seed, round_index)
+    validation = _validation(
+        config, "ae", round_record_path(study, seed, round_index).with_suffix(".val.json")
+    )
     _fit(
-        _trainer(steps, ckpt, study / "logs", name, status, [validation] if validation is not None else None),
+        _trainer(steps, ckpt, study / "logs", name, status, _callbacks(validation)),
         stage,
         _datamodule(
             study, config.ae.batch_size, seed, train_dirs(study, seed, round_index, config.dagger.has_extra)
@@ -650,20 +657,25 @@ def _refine(
     )
     name = f"refine_{seed}_{head}" if r == 0 else f"refine_{seed}_{head}_r{r}"
     ckpt = study / "work" / name
+    validation = _validation(
+        config, "refiner", refiner_record_path(study, seed, head, r).with_suffix(".val.json")
+    )
     _fit(
-        _trainer(spec.steps, ckpt, study / "logs", name, status),
+        _trainer(spec.steps, ckpt, study / "logs", name, status, _callbacks(validation)),
         stage,
         _datamodule(study, spec.batch_size, seed, refiner_train_dirs(study, config, seed, head, r)),
         ckpt,
     )
     if round_index is None:
-        return  # a study without refiner-DAgger rounds: no round records
+        return  # a study without refiner-DAgger rounds: no round records (the validation has its file)
     record = {
         "round": r,
         "train_s": round_(time.perf_counter() - start),
         "train_cpu_s": round_(time.process_time() - cpu),
         "steps": spec.steps,
     }
+    if validation is not None:
+        record["validation"] = {"best": validation.best, "history": validation.history}
     collected = refiner_rollouts_path(study, seed, head, r)
     if collected.exists():
         record["dagger"] = json.loads(collected.read_text())

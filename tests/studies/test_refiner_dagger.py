@@ -159,7 +159,10 @@ def test_the_report_lists_each_rounds_rollouts(tmp_path):
         path.parent.mkdir(parents=True)
         outcomes = {"completed": 4 - collisions, "collision": collisions, "offroad": 0, "timeout": 0}
         rollouts = {"collect_s": 10.0 * (seed + 1), "samples": 100, "episodes": 4, "outcomes": outcomes}
-        path.write_text(json.dumps({"round": 1, "train_s": 30.0, "dagger": rollouts}))
+        validation = {"best": {"step": 20, "ds": 80.0 + 10 * seed}, "history": []}
+        path.write_text(
+            json.dumps({"round": 1, "train_s": 30.0, "dagger": rollouts, "validation": validation})
+        )
     lines = format_refiner_dagger(tmp_path, config)
     assert lines[0] == "## Refiner DAgger rounds"
-    assert "| diffusion | 1 | 4/4/0/0 | 200 | 15 | 30 |" in lines
+    assert "| diffusion | 1 | 85.0 | 4/4/0/0 | 200 | 15 | 30 |" in lines

@@ -20,7 +20,7 @@ from tests.driving._onpolicy import small_collect
 from training.callbacks import ClosedLoopValConfig, ClosedLoopValidation
 from training.optim import OptimConfig
 from training.policy import BackboneSpec
-from training.stages import ActionExpertStage
+from training.stages import ActionExpertStage, RefinerStage
 
 VAL = dict(every_n_steps=3, scenarios=["merge"], episodes=1, image_size=16, l2_batches=1)
 
@@ -118,6 +118,65 @@ def test_a_resumed_run_selects_what_an_uninterrupted_one_does(data, trained, tmp
     resumed = fit(data, tmp_path / "b", max_steps=7, ckpt_path=str(ckpt / "last.ckpt"), ckpt_dir=ckpt)
     assert resumed.history == callback.history
     assert resumed.best == callback.best
+
+
+def _eval_val(policy, *extra) -> dict:
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = automot(
+            ["eval", "--ckpt", str(policy), "--closed-loop", "--split", "val", "--episodes", "1",
+             "--scenarios", "merge", "--image-size", "16", "--json", *extra]
+        )  # fmt: skip
+    assert code == 0
+    return json.loads(stdout.getvalue())
+
+
+@pytest.fixture(scope="module")
+def refined(data, trained, tmp_path_factory):
+    """A diffusion refiner trained around the AE policy of `trained`, validated every 2 steps."""
+    _, policy = trained
+    out = tmp_path_factory.mktemp("cl_refiner") / "policy_diffusion"
+    L.seed_everything(0, workers=True, verbose=False)
+    stage = RefinerStage(
+        policy=str(policy),
+        head="diffusion",
+        head_kwargs={"refiner": {"dim": 32, "depth": 1, "moa": {"num_heads": 4}}},
+        optim=OptimConfig(lr=3e-3, warmup_steps=1),
+        export_dir=str(out),
+    )
+    callback = ClosedLoopValidation(**{**VAL, "every_n_steps": 2})
+    trainer = L.Trainer(
+        accelerator="cpu", max_steps=5, limit_val_batches=0, deterministic=True, logger=False,
+        callbacks=[callback], enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+    )  # fmt: skip
+    trainer.fit(stage, datamodule=DrivingDataModule(data / "train", data / "train", batch_size=5, seed=0))
+    return callback, out, policy
+
+
+def test_a_refiner_is_validated_with_its_own_head_and_exports_the_selected_weights(refined):
+    callback, out, policy = refined
+    assert [h["step"] for h in callback.history] == [2, 4, 5]
+    exported = load_safetensors(out / WEIGHTS)
+    assert exported.keys() == callback.best_state.keys()
+    for k, v in exported.items():
+        torch.testing.assert_close(v, callback.best_state[k], rtol=0, atol=0)
+    # The refiner trains its denoiser only: every weight of the MLP policy is exported unchanged (its
+    # MLP head as the diffusion head's prior).
+    mlp = load_safetensors(policy / WEIGHTS)
+    renamed = {
+        k.replace("head.", "head.prior.", 1) if k.startswith("head.") else k: v for k, v in mlp.items()
+    }
+    assert renamed.keys() <= exported.keys()
+    for k, v in renamed.items():
+        torch.testing.assert_close(exported[k], v, rtol=0, atol=0)
+    denoiser = [k for k in exported if k.startswith("head.denoiser.")]
+    assert denoiser and set(exported) - set(renamed) == set(denoiser)
+    assert callback.best["ds"] == max(h["ds"] for h in callback.history)
+    # What the validation said about the selected weights is what `automot eval` says about the export
+    # (the diffusion head driven with sampling seed 0, as the callback drives it).
+    result = _eval_val(out, "--sampling-seed", "0")
+    assert result["head"] == "diffusion"
+    assert result["closed_loop"]["ds"] == pytest.approx(callback.best["ds"], abs=1e-9)
 
 
 def test_bad_validation_configs_name_the_field():
