@@ -67,6 +67,27 @@ def check_choice(name: str, value: object, choices: Sequence[object]) -> None:
         raise ValueError(f"{name}: expected one of {list(choices)}, got {value!r}")
 
 
+def check_name_list(
+    name: str, value: object, choices: Sequence[str], *, allow_empty: bool = True
+) -> list[str]:
+    """`value` as a list of distinct names from `choices`; `ValueError` naming the field otherwise."""
+    if (
+        isinstance(value, str)
+        or not isinstance(value, (list, tuple))
+        or not all(isinstance(v, str) for v in value)
+    ):
+        raise ValueError(f"{name}: expected a list of names from {list(choices)}, got {value!r}")
+    if not value and not allow_empty:
+        raise ValueError(
+            f"{name}: expected a non-empty list of names from {list(choices)}, got {list(value)}"
+        )
+    for item in value:
+        check_choice(name, item, choices)
+    if len(set(value)) != len(value):
+        raise ValueError(f"{name}: expected each name once, got {list(value)}")
+    return list(value)
+
+
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
     ok = value >= 0 if allow_zero else value > 0
     if not ok:

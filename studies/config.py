@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from automot.checks import check_choice, check_positive
+from automot.checks import check_name_list, check_positive
 from automot.config import build_config
 from automot.registry import Registry
 
@@ -250,16 +250,9 @@ class ValidationSpec:
     def __post_init__(self) -> None:
         check_positive("ValidationSpec.every_n_steps", self.every_n_steps, allow_zero=True)
         check_positive("ValidationSpec.episodes", self.episodes)
-        if not isinstance(self.stages, (list, tuple)) or not self.stages:
-            raise ValueError(
-                f"ValidationSpec.stages: expected a non-empty list from {list(VALIDATED_STAGES)}, "
-                f"got {self.stages!r}"
-            )
-        self.stages = list(self.stages)
-        for name in self.stages:
-            check_choice("ValidationSpec.stages", name, VALIDATED_STAGES)
-        if len(set(self.stages)) != len(self.stages):
-            raise ValueError(f"ValidationSpec.stages: expected each stage once, got {self.stages}")
+        self.stages = check_name_list(
+            "ValidationSpec.stages", self.stages, VALIDATED_STAGES, allow_empty=False
+        )
 
 
 @dataclass
@@ -330,16 +323,11 @@ class LatentSpec:
             )
         check_positive("LatentSpec.unlabeled_episodes", self.unlabeled_episodes)
         check_positive("LatentSpec.pretrain_speed_weight", self.pretrain_speed_weight, allow_zero=True)
-        if isinstance(self.pretrain_hidden, str) or not all(isinstance(h, str) for h in self.pretrain_hidden):
-            raise ValueError(
-                f"LatentSpec.pretrain_hidden: expected a list of token-group names (e.g. ['ego']), "
-                f"got {self.pretrain_hidden!r}"
-            )
-        self.pretrain_hidden = list(self.pretrain_hidden)
         from mot.action_expert import HIDEABLE_TOKENS
 
-        for name in self.pretrain_hidden:
-            check_choice("LatentSpec.pretrain_hidden", name, HIDEABLE_TOKENS)
+        self.pretrain_hidden = check_name_list(
+            "LatentSpec.pretrain_hidden", self.pretrain_hidden, HIDEABLE_TOKENS
+        )
         check_positive("LatentSpec.finetune_latent_weight", self.finetune_latent_weight, allow_zero=True)
         check_positive("LatentSpec.finetune_pretrained_lr_scale", self.finetune_pretrained_lr_scale)
         check_positive("LatentSpec.latency_steps", self.latency_steps)

@@ -42,10 +42,14 @@ def test_the_ae_is_validated_by_default_and_the_refiner_only_when_asked():
 @pytest.mark.parametrize(
     "stages, message",
     [
-        ([], r"ValidationSpec.stages: expected a non-empty list from \['ae', 'refiner'\], got \[\]"),
+        ([], r"ValidationSpec.stages: expected a non-empty list of names from \['ae', 'refiner'\], got \[\]"),
+        (
+            ["ae", 3],
+            r"ValidationSpec.stages: expected a list of strings, got \['ae', 3\] \(list\)",
+        ),
         ("ae", r"ValidationSpec.stages: expected a list of strings, got 'ae' \(str\)"),
         (["ue"], r"ValidationSpec.stages: expected one of \['ae', 'refiner'\], got 'ue'"),
-        (["ae", "ae"], r"ValidationSpec.stages: expected each stage once, got \['ae', 'ae'\]"),
+        (["ae", "ae"], r"ValidationSpec.stages: expected each name once, got \['ae', 'ae'\]"),
     ],
 )
 def test_bad_validation_stages_are_refused(stages, message):
@@ -93,3 +97,15 @@ def test_a_validated_refiner_task_exports_its_selected_weights_and_records_them(
     with torch.no_grad():
         again = drive_validation(backbone, ClosedLoopValConfig(**history["config"]))
     assert again["ds"] == pytest.approx(best["ds"], abs=1e-9)
+
+
+def test_a_validation_spec_built_in_python_checks_its_stages_too():
+    from studies.config import ValidationSpec
+
+    assert ValidationSpec(stages=("refiner",)).stages == ["refiner"]
+    with pytest.raises(
+        ValueError, match=r"ValidationSpec.stages: expected a list of names from .* got \('ae', 3\)"
+    ):
+        ValidationSpec(stages=("ae", 3))
+    with pytest.raises(ValueError, match=r"ValidationSpec.stages: expected a list of names from .* got 'ae'"):
+        ValidationSpec(stages="ae")
