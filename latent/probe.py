@@ -1,4 +1,6 @@
-"""A linear probe of latent-action codes -> a discrete label (analysis only: what do the codes mean?).
+"""Linear probes of latent-action codes (analysis only: what do the codes mean?): a classifier to a
+discrete label (`probe_scores`), and a ridge regression to continuous quantities such as the ego's
+motion over the transition (`ridge_r2`).
 
 Axes: N transitions, M latent tokens, K codebook entries, Y label classes.
 
@@ -78,3 +80,39 @@ def probe_scores(
         "n_train": int(train_labels.numel()),
         "n_test": int(test_labels.numel()),
     }
+
+
+def ridge_r2(
+    train_features: torch.Tensor,
+    train_targets: torch.Tensor,
+    test_features: torch.Tensor,
+    test_targets: torch.Tensor,
+    *,
+    ridge: float = 1e-2,
+) -> float:
+    """Held-out R^2 of a ridge regression (with an unpenalised intercept) fitted on train_features
+    (N, F) -> train_targets (N,) or (N, D), scored on the test pair: 1 - residual sum of squares /
+    total sum of squares about the test targets' mean, summed over the D outputs. 0: no better than
+    the test mean; negative: worse. Solved in float64 in closed form (deterministic)."""
+    dims: dict[str, int] = {}
+    check_tensor("train_features", train_features, ("N", "F"), dims=dims)
+    check_tensor("test_features", test_features, ("T", "F"), dims=dims)
+    y_train = train_targets.reshape(dims["N"], -1) if train_targets.ndim == 1 else train_targets
+    y_test = test_targets.reshape(dims["T"], -1) if test_targets.ndim == 1 else test_targets
+    check_tensor("train_targets", y_train, ("N", "D"), dims=dims)
+    check_tensor("test_targets", y_test, ("T", "D"), dims=dims)
+    if ridge < 0:
+        raise ValueError(f"ridge: expected a value >= 0, got {ridge}")
+    if dims["T"] < 2:
+        raise ValueError(f"test_targets: expected at least 2 rows to score R^2, got {dims['T']}")
+    x, y = train_features.double(), y_train.double()
+    x_mean, y_mean = x.mean(0), y.mean(0)
+    xc = x - x_mean
+    gram = xc.T @ xc + ridge * torch.eye(x.shape[1], dtype=torch.float64)
+    weights = torch.linalg.lstsq(gram, xc.T @ (y - y_mean)).solution
+    pred = (test_features.double() - x_mean) @ weights + y_mean
+    target = y_test.double()
+    total = ((target - target.mean(0)) ** 2).sum()
+    if float(total) == 0.0:
+        raise ValueError("test_targets: expected targets that vary, got constant ones (R^2 is undefined)")
+    return float(1.0 - ((target - pred) ** 2).sum() / total)

@@ -114,6 +114,38 @@ def test_lam_checkpoint_example_scores_the_last_checkpoint_like_the_study(latent
     assert got["codebook"] == pytest.approx(own["codebook"], rel=1e-5)
 
 
+def test_lam_motion_probe_example_on_a_finished_study(latent_study):
+    """examples/lam_motion_probe.py: its targets by hand on two transitions, and its probes on the
+    smoke study's LAM (every transition of both splits read, R^2 at most 1)."""
+    import math
+    import runpy
+    from pathlib import Path
+
+    import torch
+
+    from latent.data import TransitionDataset
+
+    module = runpy.run_path(str(Path(__file__).resolve().parents[2] / "examples" / "lam_motion_probe.py"))
+    t = {"now": torch.tensor([10.0, 4.0]).double(), "later": torch.tensor([12.0, 4.0]).double(),
+         "scenarios": ["highway", "merge"]}  # fmt: skip
+    y = module["targets"](t, 0.5)
+    assert y["distance_m"].tolist() == [5.5, 2.0] and y["speed_change"].tolist() == [2.0, 0.0]
+    assert y["stripe_phase"][0].tolist() == pytest.approx(
+        [math.cos(2 * math.pi * 5.5 / 4.33), math.sin(2 * math.pi * 5.5 / 4.33)]
+    )
+    assert y["distance_m_within_scenario"].tolist() == [0.0, 0.0]  # one transition per scenario
+    result, _ = latent_study
+    study = result.study_dir
+    got = module["main"]([str(study), "--fit", "train", "--eval", "test"])
+    lengths = [
+        len(TransitionDataset(study / "data" / s, offsets_s=(1.0,), sensors=False)) for s in ("train", "test")
+    ]
+    assert got["transitions"] == lengths
+    assert set(got["r2"]) == {"distance_m", "speed_now", "speed_change", "stripe_phase",
+                              "distance_m_within_scenario", "speed_change_within_scenario"}  # fmt: skip
+    assert all(r <= 1.0 for r in got["r2"].values())
+
+
 @pytest.mark.parametrize(
     "field, value, message",
     [
