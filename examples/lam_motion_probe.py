@@ -19,11 +19,10 @@ from torch.utils.data import DataLoader
 
 from automot import spec
 from automot.io import write_json_atomic
+from driving.sensors.bev import STRIPE_SPACING_M
 from latent.data import TransitionDataset, collate_transitions
 from latent.lam import load_lam
 from latent.probe import code_features, ridge_r2
-
-STRIPE_SPACING_M = 4.33  # highway-env's dashes, as the BEV draws them (driving.sensors.bev)
 
 
 @torch.no_grad()

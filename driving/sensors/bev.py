@@ -26,8 +26,8 @@ from driving.sensors.lanes import iter_lanes, lane_coordinates, lane_outline
 
 CHANNEL = {name: i for i, name in enumerate(spec.BEV_CHANNELS)}
 # highway-env's dashes: a 3 m stripe every 4.33 m.
-_STRIPE_SPACING_M = 4.33
-_STRIPE_LENGTH_M = 3.0
+STRIPE_SPACING_M = 4.33
+STRIPE_LENGTH_M = 3.0
 
 
 def bev_cell_centres(config: BEVConfig) -> np.ndarray:
@@ -117,7 +117,7 @@ class _MapLayers:
                 continue
             on = along & (np.abs(r - offset) <= self._line_width / 2)
             if kind == LineType.STRIPED:
-                on &= np.mod(s, _STRIPE_SPACING_M) < _STRIPE_LENGTH_M
+                on &= np.mod(s, STRIPE_SPACING_M) < STRIPE_LENGTH_M
             lines[r0:r1, c0:c1] |= on.reshape(shape)
 
     def _paint_polygon(self, polygon: np.ndarray, layer: np.ndarray) -> None:

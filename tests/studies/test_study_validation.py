@@ -62,9 +62,6 @@ def test_a_validated_refiner_task_exports_its_selected_weights_and_records_them(
     hold every evaluation, and the exported policy is the best evaluation's."""
     import torch
 
-    from automot.io import load_safetensors
-    from mot.checkpoint import WEIGHTS
-
     study = tmp_path / "s"
     study.mkdir()
     for part in ("study.json", "data", "ue", "seeds"):
@@ -92,7 +89,6 @@ def test_a_validated_refiner_task_exports_its_selected_weights_and_records_them(
     from training.policy import load_pretrained
 
     exported = tasks.refiner_round_dir(study, config, 0, "diffusion", 0)
-    assert load_safetensors(exported / WEIGHTS)
     backbone = load_pretrained(exported)
     with torch.no_grad():
         again = drive_validation(backbone, ClosedLoopValConfig(**history["config"]))
