@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from automot import spec
 from automot.io import write_json_atomic
 from driving.sensors.bev import STRIPE_SPACING_M
 from latent.data import TransitionDataset, collate_transitions
@@ -29,14 +28,18 @@ from latent.probe import code_features, ridge_r2
 def transitions(lam, root: Path) -> dict:
     """Codes (N, M), speed at t and t+H (N,) and scenario names of every transition in `root`."""
     data = TransitionDataset(
-        root, offsets_s=(lam.config.horizon_s,), observation=lam.config.observation, future_speed=True
+        root,
+        offsets_s=(lam.config.horizon_s,),
+        observation=lam.config.observation,
+        sensors=False,
+        speeds=True,
     )
-    speed = spec.EGO_STATE_FIELDS.index("speed")
     codes, now, later, scenarios = [], [], [], []
     for batch in DataLoader(data, batch_size=128, shuffle=False, collate_fn=collate_transitions):
-        codes.append(lam(batch.frames[:, 0], batch.frames[:, 1]).codes)
-        now.append(batch.sensors.ego_state[:, speed])
-        later.append(batch.future_speed[:, 0])
+        speeds = batch.speeds if lam.config.odometry else None  # an odometry LAM reads them too
+        codes.append(lam(batch.frames[:, 0], batch.frames[:, 1], speeds).codes)
+        now.append(batch.speeds[:, 0])
+        later.append(batch.speeds[:, 1])
         scenarios += list(batch.meta["scenario"])
     return {"codes": torch.cat(codes), "now": torch.cat(now).double(), "later": torch.cat(later).double(),
             "scenarios": scenarios}  # fmt: skip

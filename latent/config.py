@@ -56,6 +56,12 @@ class LAMConfig:
     recon_scales: also compare the frames average-pooled by these factors (`LatentActionModel.recon_loss`).
     warp:         the FDM's code -> rigid-motion path (`latent.lam`); False = residual decoder only.
     zero_init_delta: start the residual decoder's output layer at zero.
+    odometry:     the LAM also observes the ego speed at both ends of a transition (the speedometer, an
+                  observation field, not a label) and its FDM must predict the speed change from the
+                  codes and the speed at t (`latent.lam`): the codes then carry the ego's longitudinal
+                  motion, which an ego-centred BEV sampled at the policy rate hides (docs/latent.md).
+    odometry_weight: weight of that prediction's squared error, in (m/s)^2 (the frame reconstruction is
+                  a sum over pixels, about 30 per sample on the embedded world's BEV).
     seed:         initialisation seed (weights are drawn from it, the global RNG is untouched).
     """
 
@@ -72,6 +78,8 @@ class LAMConfig:
     recon_scales: tuple[int, ...] = (1, 2, 4)
     warp: bool = True
     zero_init_delta: bool = False
+    odometry: bool = False
+    odometry_weight: float = 10.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -87,6 +95,9 @@ class LAMConfig:
             raise ValueError(
                 f"LAMConfig.width: expected a multiple of num_heads={self.num_heads}, got {self.width}"
             )
+        if not isinstance(self.odometry, bool):
+            raise ValueError(f"LAMConfig.odometry: expected true or false, got {self.odometry!r}")
+        check_positive("LAMConfig.odometry_weight", self.odometry_weight)
         check_choice("LAMConfig.recon_loss", self.recon_loss, RECON_LOSSES)
         self.recon_scales = tuple(self.recon_scales)
         if not self.recon_scales or any(not isinstance(s, int) or s < 1 for s in self.recon_scales):

@@ -16,6 +16,7 @@ carries labels is refused, so they cannot reach a label by construction.
     sensors      automot.types.SensorBatch of step t (None when read with sensors=False)
     meta         dict of lists: scenario, seed, step, ue_step
     driving      driving.dataset.DrivingBatch with the expert labels (labels=True only), else None
+    speeds       (B, 1 + K) ego speed (m/s) at t and at each offset, 0 where missing (speeds=True only)
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ class TransitionBatch:
     # (B, K) the ego speed (m/s) at each future offset, read from the future observations' ego state
     # (odometry, not a label); 0 where `future_mask` is False. Only with `future_speed=True`.
     future_speed: torch.Tensor | None = None
+    # (B, 1 + K) the ego speed (m/s) at t and at each future offset, from the observations' ego state
+    # (the odometry an odometry LAM reads, `LAMConfig.odometry`); 0 where missing. Only with `speeds=True`.
+    speeds: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -64,6 +68,7 @@ class TransitionBatch:
             meta={k: list(v) for k, v in self.meta.items()},
             driving=None if self.driving is None else self.driving.to(device),
             future_speed=None if self.future_speed is None else self.future_speed.to(device),
+            speeds=None if self.speeds is None else self.speeds.to(device),
         )
 
 
@@ -111,6 +116,8 @@ class TransitionDataset(Dataset):
     episode_fraction: keep a nested, stratified share of the episodes (`select_episodes`).
     future_speed:     also return the ego speed at each future offset (from the future steps' ego
                       state, an observation field; needs `sensors`).
+    speeds:           also return the ego speed at t and at each offset (the ego state's speed, an
+                      observation field; read even with sensors=False): an odometry LAM's input.
     """
 
     def __init__(
@@ -126,6 +133,7 @@ class TransitionDataset(Dataset):
         episode_fraction: float = 1.0,
         fraction_seed: int = 0,
         future_speed: bool = False,
+        speeds: bool = False,
     ) -> None:
         roots = [roots] if isinstance(roots, (str, Path)) else list(roots)
         if not roots:
@@ -134,7 +142,7 @@ class TransitionDataset(Dataset):
             raise ValueError(
                 "TransitionDataset.future_speed: expected sensors=True (the speed is read from the ego state), got sensors=False"
             )
-        self.future_speed = bool(future_speed)
+        self.future_speed, self.speeds = bool(future_speed), bool(speeds)
         self.offsets_s = tuple(float(o) for o in offsets_s)
         if not self.offsets_s or min(self.offsets_s) <= 0:
             raise ValueError(f"TransitionDataset.offsets_s: expected positive offsets, got {offsets_s}")
@@ -143,6 +151,8 @@ class TransitionDataset(Dataset):
         fields = set(self.kind.fields) | set(_ALWAYS)
         if sensors or labels:
             fields |= set(_SENSOR_FIELDS)
+        if speeds:
+            fields.add("ego_state")
         if labels:
             fields |= set(LABEL_FIELDS)
         elif fields & set(LABEL_FIELDS) or not fields <= set(OBSERVATION_FIELDS):
@@ -244,6 +254,9 @@ class TransitionDataset(Dataset):
         if self.future_speed:
             speed = a["ego_state"][:, _SPEED]
             item["future_speed"] = torch.tensor([float(speed[f]) if f >= 0 else 0.0 for f in future])
+        if self.speeds:
+            speed = a["ego_state"][:, _SPEED]
+            item["speeds"] = torch.tensor([float(speed[f]) if f >= 0 else 0.0 for f in (row, *future)])
         if self.with_sensors or self.labels:
             item["sample"] = sample_at(a, row, labels=self.labels)
             # the shard's sha256 names the sample's content (the UE store's key, `training.ue_store`)
@@ -265,9 +278,10 @@ def collate_transitions(items: list[dict]) -> TransitionBatch:
     frames = torch.stack([it["frames"] for it in items])
     mask = torch.stack([it["future_mask"] for it in items])
     speed = torch.stack([it["future_speed"] for it in items]) if "future_speed" in items[0] else None
+    speeds = torch.stack([it["speeds"] for it in items]) if "speeds" in items[0] else None
     if "sample" not in items[0]:
         meta = {k: [it["meta"][k] for it in items] for k in ("scenario", "seed", "step", "ue_step")}
-        return TransitionBatch(frames=frames, future_mask=mask, meta=meta, future_speed=speed)
+        return TransitionBatch(frames=frames, future_mask=mask, meta=meta, future_speed=speed, speeds=speeds)
     samples = [it["sample"] for it in items]
     keys = ("scenario", "seed", "step", "ue_step")
     keys += ("shard",) if all("shard" in s["meta"] for s in samples) else ()
@@ -276,7 +290,7 @@ def collate_transitions(items: list[dict]) -> TransitionBatch:
         driving = collate_driving(samples)
         return TransitionBatch(
             frames=frames, future_mask=mask, sensors=driving.sensors, meta=meta, driving=driving,
-            future_speed=speed,
+            future_speed=speed, speeds=speeds,
         )  # fmt: skip
 
     def stack(name: str) -> torch.Tensor:
@@ -291,7 +305,9 @@ def collate_transitions(items: list[dict]) -> TransitionBatch:
         target_point=stack("target_point"),
         prompts=[s["prompt"] for s in samples],
     ).validate()
-    return TransitionBatch(frames=frames, future_mask=mask, sensors=sensors, meta=meta, future_speed=speed)
+    return TransitionBatch(
+        frames=frames, future_mask=mask, sensors=sensors, meta=meta, future_speed=speed, speeds=speeds
+    )
 
 
 def strip_labels(source: str | Path, out: str | Path) -> dict:

@@ -15,9 +15,10 @@ from latent.data import TransitionDataset, collate_transitions
 
 
 class TransitionDataModule(L.LightningDataModule):
-    """train_dirs / val_dirs: dataset folders. offsets_s, observation, sensors, labels, require_future
-    and scenarios are the `TransitionDataset` arguments of both splits; `episode_fraction` and
-    `fraction_seed` select training episodes only (validation keeps all of its episodes)."""
+    """train_dirs / val_dirs: dataset folders. offsets_s, observation, sensors, labels, require_future,
+    scenarios, future_speed and speeds are the `TransitionDataset` arguments of both splits;
+    `episode_fraction` and `fraction_seed` select training episodes only (validation keeps all of its
+    episodes)."""
 
     def __init__(
         self,
@@ -35,6 +36,7 @@ class TransitionDataModule(L.LightningDataModule):
         episode_fraction: float = 1.0,
         fraction_seed: int = 0,
         future_speed: bool = False,
+        speeds: bool = False,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -50,6 +52,7 @@ class TransitionDataModule(L.LightningDataModule):
             require_future=require_future,
             scenarios=scenarios,
             future_speed=future_speed,
+            speeds=speeds,
         )
         self.datasets: dict[str, TransitionDataset] = {}
 

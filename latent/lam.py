@@ -12,6 +12,17 @@ N = (H / 2^n) x (W / 2^n) patch tokens.
          logits = logit(clamp(w_t, eps, 1 - eps)) + delta
     loss = recon(o_{t+H}) + codebook + beta * commitment
 
+With odometry (`LAMConfig.odometry`, off by default) the LAM also reads the ego speed v at both ends:
+
+    IDM  one more token, Linear([v_t / 10 ; (v_{t+H} - v_t) / 1]) (B, 1, D), beside the patches
+    FDM  MLP([z_q flattened ; v_t / 10]) -> predicted speed change (B,) in m/s
+    loss += odometry_weight * (predicted - (v_{t+H} - v_t))^2
+
+The codes are then the only path by which the FDM learns the speed change, as they are for the
+frame's change: in an ego-centred BEV at the policy rate the ego's own longitudinal motion is hidden
+(the static road looks the same after any distance, and its dashes alias at 4.33 m), so without the
+speedometer the codes leave it out (docs/latent.md).
+
 The untrained FDM starts near "nothing changes" (the copy-current-frame baseline). The warp path is
 this library's choice for an ego-centred BEV: the ego's own motion moves the whole static scene
 rigidly, so a code -> rigid-motion path lets the codes learn ego motion in a few hundred steps (the
@@ -52,6 +63,7 @@ from latent.observations import observation_kind
 from latent.vq import VectorQuantizer, VQOutput
 
 COPY_EPS = 0.02
+SPEED_SCALE = 10.0  # m/s: the odometry inputs' unit (speeds of 0-30 m/s)
 WEIGHTS = "lam.safetensors"
 CONFIG = "lam_config.json"
 FORMAT = 1
@@ -60,7 +72,9 @@ FORMAT = 1
 @dataclass
 class LAMOutput:
     """codes (B, M) long; logits / prediction (B, C, H, W) (prediction = sigmoid(logits) in [0, 1]);
-    recon_loss (summed over pixels, batch mean), loss scalars; vq: the quantiser's output."""
+    recon_loss (summed over pixels, batch mean), loss scalars; vq: the quantiser's output;
+    speed_change (B,) the FDM's predicted speed change (m/s) and speed_loss (weighted, batch mean) with
+    odometry, else None and 0."""
 
     codes: torch.Tensor
     logits: torch.Tensor
@@ -68,6 +82,8 @@ class LAMOutput:
     recon_loss: torch.Tensor
     loss: torch.Tensor
     vq: VQOutput
+    speed_change: torch.Tensor | None = None
+    speed_loss: torch.Tensor | float = 0.0
 
 
 class LatentActionModel(nn.Module):
@@ -107,22 +123,50 @@ class LatentActionModel(nn.Module):
             if c.zero_init_delta:
                 nn.init.zeros_(self.upsampler.out.weight)
                 nn.init.zeros_(self.upsampler.out.bias)
+            self.odometry_token = self.speed_head = None  # built last: a LAM without odometry is unchanged
+            if c.odometry:
+                self.odometry_token = nn.Linear(2, d)
+                self.speed_head = nn.Sequential(
+                    nn.Linear(c.num_tokens * e + 1, d), nn.GELU(), nn.Linear(d, 1)
+                )
 
     def prepare(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """Check an observation (B, C, H, W) in [0, 1] and pool it to the model's size."""
         check_tensor(name, x, ("B", self.channels, *self.image_size))
         return F.avg_pool2d(x, self.config.pool) if self.config.pool > 1 else x
 
-    def encode(self, obs: torch.Tensor, future: torch.Tensor) -> VQOutput:
-        """IDM + VQ: obs, future (B, C, H, W) in [0, 1] -> VQOutput (codes (B, M), quantized (B, M, E))."""
-        obs, future = self.prepare("obs", obs), self.prepare("future", future)
-        return self._encode(obs, future)
+    def check_speeds(self, speeds: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+        """speeds (B, 2): the ego speed (m/s) at t and t+H, required exactly when the LAM reads odometry."""
+        if not self.config.odometry:
+            if speeds is not None:
+                raise ValueError(
+                    "speeds: expected None for a LAM without odometry (LAMConfig.odometry=False), got a tensor"
+                )
+            return None
+        if speeds is None:
+            raise ValueError(
+                "speeds: expected (B, 2) ego speeds at t and t+H for a LAM with odometry "
+                "(LAMConfig.odometry=True), got None"
+            )
+        check_tensor("speeds", speeds, (batch, 2))
+        return speeds.to(torch.float32)
 
-    def _encode(self, obs: torch.Tensor, future: torch.Tensor) -> VQOutput:
+    def encode(self, obs: torch.Tensor, future: torch.Tensor, speeds: torch.Tensor | None = None) -> VQOutput:
+        """IDM + VQ: obs, future (B, C, H, W) in [0, 1] (+ speeds (B, 2) with odometry) -> VQOutput
+        (codes (B, M), quantized (B, M, E))."""
+        obs, future = self.prepare("obs", obs), self.prepare("future", future)
+        return self._encode(obs, future, self.check_speeds(speeds, obs.shape[0]))
+
+    def _encode(
+        self, obs: torch.Tensor, future: torch.Tensor, speeds: torch.Tensor | None = None
+    ) -> VQOutput:
         x = self.idm_stem(torch.cat((obs, future, future - obs), dim=1))[-1]
         patches = x.flatten(2).transpose(1, 2) + self.idm_pos
         m = self.config.num_tokens
         tokens = torch.cat((self.action_queries.expand(obs.shape[0], -1, -1), patches), dim=1)
+        if self.odometry_token is not None:
+            odometry = torch.stack((speeds[:, 0] / SPEED_SCALE, speeds[:, 1] - speeds[:, 0]), dim=-1)
+            tokens = torch.cat((tokens, self.odometry_token(odometry)[:, None]), dim=1)
         for block in self.idm_blocks:
             tokens = block(tokens)
         return self.vq(self.to_code(tokens[:, :m]))
@@ -145,21 +189,37 @@ class LatentActionModel(nn.Module):
         base = obs if self.motion is None else rigid_warp(obs, self.motion(quantized.flatten(1)))
         return torch.logit(base.clamp(COPY_EPS, 1 - COPY_EPS)) + self.upsampler(grid, maps, base)
 
-    def forward(self, obs: torch.Tensor, future: torch.Tensor) -> LAMOutput:
-        """obs, future (B, C, H, W) in [0, 1] -> LAMOutput (codes, reconstruction of the pooled `future`,
-        losses)."""
+    def predict_speed_change(self, quantized: torch.Tensor, speed: torch.Tensor) -> torch.Tensor:
+        """The FDM's odometry: quantized codes (B, M, E) + the ego speed at t (B,) -> speed change (B,) m/s."""
+        if self.speed_head is None:
+            raise ValueError("predict_speed_change: expected a LAM with odometry (LAMConfig.odometry=True)")
+        return self.speed_head(torch.cat((quantized.flatten(1), speed[:, None] / SPEED_SCALE), dim=-1))[:, 0]
+
+    def forward(
+        self, obs: torch.Tensor, future: torch.Tensor, speeds: torch.Tensor | None = None
+    ) -> LAMOutput:
+        """obs, future (B, C, H, W) in [0, 1] (+ speeds (B, 2) at t and t+H with odometry) -> LAMOutput
+        (codes, reconstruction of the pooled `future`, the speed change with odometry, losses)."""
         obs, future = self.prepare("obs", obs), self.prepare("future", future)
-        vq = self._encode(obs, future)
+        speeds = self.check_speeds(speeds, obs.shape[0])
+        vq = self._encode(obs, future, speeds)
         logits = self._decode(obs, vq.quantized)
         prediction = torch.sigmoid(logits)
         recon = self.recon_loss(logits, prediction, future)
+        change, speed_loss = None, recon.new_zeros(())
+        if speeds is not None:
+            change = self.predict_speed_change(vq.quantized, speeds[:, 0])
+            error = change - (speeds[:, 1] - speeds[:, 0])
+            speed_loss = self.config.odometry_weight * error.pow(2).mean()
         return LAMOutput(
             codes=vq.codes,
             logits=logits,
             prediction=prediction,
             recon_loss=recon,
-            loss=recon + vq.loss,
+            loss=recon + vq.loss + speed_loss,
             vq=vq,
+            speed_change=change,
+            speed_loss=speed_loss,
         )
 
     def recon_loss(
@@ -182,25 +242,33 @@ class LatentActionModel(nn.Module):
         return total.mean()
 
     @torch.no_grad()
-    def codes(self, obs: torch.Tensor, future: torch.Tensor) -> torch.Tensor:
-        """The latent action of each transition: (B, C, H, W) x 2 -> (B, M) long (eval-mode encoder)."""
+    def codes(
+        self, obs: torch.Tensor, future: torch.Tensor, speeds: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The latent action of each transition: (B, C, H, W) x 2 (+ speeds (B, 2) with odometry) ->
+        (B, M) long (eval-mode encoder)."""
         was = self.training
         self.eval()
         try:
-            return self.encode(obs, future).codes
+            return self.encode(obs, future, speeds).codes
         finally:
             self.train(was)
 
     @torch.no_grad()
-    def sequence_codes(self, frames: torch.Tensor) -> torch.Tensor:
-        """Latent actions of consecutive transitions: frames (B, 1 + K, C, H, W) -> codes (B, K, M)."""
+    def sequence_codes(self, frames: torch.Tensor, speeds: torch.Tensor | None = None) -> torch.Tensor:
+        """Latent actions of consecutive transitions: frames (B, 1 + K, C, H, W) (+ speeds (B, 1 + K)
+        with odometry) -> codes (B, K, M)."""
         check_tensor("frames", frames, ("B", None, self.channels, *self.image_size))
         b, n = frames.shape[:2]
         if n < 2:
             raise ValueError(f"frames: expected at least 2 frames per sample, got {n}")
         obs = frames[:, :-1].reshape(b * (n - 1), *frames.shape[2:])
         future = frames[:, 1:].reshape(b * (n - 1), *frames.shape[2:])
-        return self.codes(obs, future).view(b, n - 1, -1)
+        pairs = None
+        if speeds is not None:
+            check_tensor("speeds", speeds, (b, n))
+            pairs = torch.stack((speeds[:, :-1], speeds[:, 1:]), dim=-1).reshape(b * (n - 1), 2)
+        return self.codes(obs, future, pairs).view(b, n - 1, -1)
 
 
 def rigid_warp(x: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,8 @@ papers report them:
 
 - codebook use: perplexity, usage, per-slot perplexity, distinct code tuples (`latent.vq.code_statistics`);
 - reconstruction: the FDM's MSE on o_{t+H} against the copy-current-frame baseline's (o_t as the
-  prediction) on the same transitions, overall and per observation channel;
+  prediction) on the same transitions, overall and per observation channel; with odometry also the
+  predicted speed change's RMSE against the no-change baseline's;
 - meaning: a linear probe from the codes of (o_t, o_{t+H}) to the true meta-actions at horizon H
   (lateral 5-way, longitudinal 4-way, joint), fitted on one labeled set and scored on another.
 
@@ -25,11 +26,14 @@ from latent.vq import code_statistics
 @torch.no_grad()
 def _pass(lam: LatentActionModel, dataset: TransitionDataset, batch_size: int, labels: bool) -> dict:
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_transitions)
-    codes, recon, copy, lateral, longitudinal = [], [], [], [], []
+    codes, recon, copy, lateral, longitudinal, speed, change = [], [], [], [], [], [], []
     k = spec.DECISION_HORIZONS_S.index(lam.config.horizon_s) if labels else None
     for batch in loader:
         obs, future = batch.frames[:, 0], batch.frames[:, 1]
-        out = lam(obs, future)
+        out = lam(obs, future, batch.speeds)
+        if batch.speeds is not None:
+            speed.append(out.speed_change)
+            change.append(batch.speeds[:, 1] - batch.speeds[:, 0])
         target, current = lam.prepare("future", future), lam.prepare("obs", obs)
         codes.append(out.codes)
         recon.append((out.prediction - target).pow(2).mean(dim=(2, 3)))  # (B, C)
@@ -38,6 +42,8 @@ def _pass(lam: LatentActionModel, dataset: TransitionDataset, batch_size: int, l
             lateral.append(batch.driving.lateral[:, k])
             longitudinal.append(batch.driving.longitudinal[:, k])
     out = {"codes": torch.cat(codes), "recon": torch.cat(recon), "copy": torch.cat(copy)}
+    if speed:
+        out["speed_change"], out["true_change"] = torch.cat(speed), torch.cat(change)
     if labels:
         out["lateral"], out["longitudinal"] = torch.cat(lateral), torch.cat(longitudinal)
     return out
@@ -57,9 +63,10 @@ def lam_quality(
     lam = lam.eval()
     offsets = (lam.config.horizon_s,)
     kind = lam.config.observation
+    odometry = lam.config.odometry
     data = _pass(
         lam,
-        TransitionDataset(eval_dirs, offsets_s=offsets, observation=kind, sensors=False),
+        TransitionDataset(eval_dirs, offsets_s=offsets, observation=kind, sensors=False, speeds=odometry),
         batch_size,
         False,
     )
@@ -76,6 +83,12 @@ def lam_quality(
             name: {"recon_mse": float(r), "copy_mse": float(c)} for name, r, c in zip(channels, recon, copy)
         },
     }
+    if odometry:
+        true = data["true_change"]
+        result["speed_change"] = {
+            "rmse": float((data["speed_change"] - true).pow(2).mean().sqrt()),
+            "zero_rmse": float(true.pow(2).mean().sqrt()),
+        }
     if probe_train_dirs is not None and probe_eval_dirs is not None:
         if lam.config.horizon_s not in spec.DECISION_HORIZONS_S:
             raise ValueError(
@@ -84,7 +97,9 @@ def lam_quality(
             )
 
         def labeled(dirs):
-            ds = TransitionDataset(dirs, offsets_s=offsets, observation=kind, sensors=False, labels=True)
+            ds = TransitionDataset(
+                dirs, offsets_s=offsets, observation=kind, sensors=False, labels=True, speeds=odometry
+            )
             return _pass(lam, ds, batch_size, True)
 
         train, test = labeled(probe_train_dirs), labeled(probe_eval_dirs)

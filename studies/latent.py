@@ -254,6 +254,7 @@ def _lam(study: Path, config: StudyConfig) -> None:
         offsets_s=(lam_config.horizon_s,),
         observation=lam_config.observation,
         sensors=False,
+        speeds=lam_config.odometry,
     )
     ckpt = study / "work" / "lam"
     _fit(_trainer(train.steps, ckpt, study / "logs", "lam"), stage, dm, ckpt)
@@ -299,6 +300,7 @@ def _pretrain(study: Path, config: StudyConfig, seed: int) -> None:
         offsets_s=stage.offsets_s,
         observation=stage.lam.config.observation,
         future_speed=config.latent.pretrain_speed_weight > 0,
+        speeds=stage.lam.config.odometry,
     )
     ckpt = study / "work" / f"pretrain_{seed}"
     _fit(_trainer(train.steps, ckpt, study / "logs", f"pretrain_{seed}"), stage, dm, ckpt)
@@ -338,6 +340,7 @@ def _finetune(study: Path, config: StudyConfig, seed: int, arm: str, fraction: f
         require_future=False,
         episode_fraction=fraction,
         fraction_seed=lat.fraction_seed,
+        speeds=stage.lam is not None and stage.lam.config.odometry,
     )
     name = f"finetune_{arm}_{pct(fraction)}_{seed}"
     ckpt = study / "work" / name

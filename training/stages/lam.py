@@ -2,11 +2,14 @@
 of observations H apart, with no label of any kind.
 
     loss = recon(o_{t+H} | o_t, codes) + codebook + beta * commitment       (`latent.lam`)
+           [+ odometry_weight * (predicted - true speed change)^2   with `LAMConfig.odometry`]
 
 Batches are observations-only `latent.data.TransitionBatch`es with one future frame; a batch that
 carries labels is refused (`latent.data.observations_only`). Validation logs the reconstruction
 error next to the copy-current-frame baseline's on the same frames (`val/recon_mse`,
-`val/copy_mse`) and the codebook's perplexity and usage over the validation set. The LAM folder
+`val/copy_mse`) and the codebook's perplexity and usage over the validation set; with odometry also
+the speed change's RMSE next to the no-change baseline's (`val/speed_rmse`, `val/speed_zero_rmse`;
+batches read with `speeds=True`). The LAM folder
 (safetensors + JSON) is exported at the end of `fit`.
 """
 
@@ -39,41 +42,52 @@ class LAMStage(L.LightningModule):
         self.export_dir = export_dir
         self._val: dict[str, list] = {}
 
-    def _pair(self, batch, who: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def _pair(self, batch, who: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         batch = observations_only(batch, who)
         if batch.frames.shape[1] != 2:
             raise ValueError(
                 f"{who}: expected frames (B, 2, C, H, W) (one future offset), got {tuple(batch.frames.shape)}"
             )
-        return batch.frames[:, 0], batch.frames[:, 1]
+        if self.lam.config.odometry and batch.speeds is None:
+            raise ValueError(
+                f"{who}: expected batches read with speeds=True for a LAM with odometry, got batches without speeds"
+            )
+        speeds = batch.speeds if self.lam.config.odometry else None
+        return batch.frames[:, 0], batch.frames[:, 1], speeds
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        obs, future = self._pair(batch, "LAMStage")
-        out = self.lam(obs, future)
+        obs, future, speeds = self._pair(batch, "LAMStage")
+        out = self.lam(obs, future, speeds)
         b = obs.shape[0]
         self.log("train/loss", out.loss, prog_bar=True, batch_size=b)
+        extra = {"train/speed": out.speed_loss} if speeds is not None else {}
         self.log_dict(
             {
                 "train/recon": out.recon_loss,
                 "train/codebook": out.vq.codebook_loss,
                 "train/commitment": out.vq.commitment_loss,
                 "train/batch_perplexity": code_statistics(out.codes.detach(), self.lam.vq.size)["perplexity"],
+                **extra,
             },
             batch_size=b,
         )
         return out.loss
 
     def on_validation_epoch_start(self) -> None:
-        self._val = {"codes": [], "recon": [], "copy": [], "n": []}
+        self._val = {"codes": [], "recon": [], "copy": [], "speed": [], "zero": [], "n": []}
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        obs, future = self._pair(batch, "LAMStage")
-        out = self.lam(obs, future)
+        obs, future, speeds = self._pair(batch, "LAMStage")
+        out = self.lam(obs, future, speeds)
         target = self.lam.prepare("future", future)
         current = self.lam.prepare("obs", obs)
         self._val["codes"].append(out.codes)
         self._val["recon"].append((out.prediction - target).pow(2).mean(dim=(1, 2, 3)).sum())
         self._val["copy"].append((current - target).pow(2).mean(dim=(1, 2, 3)).sum())
+        if speeds is not None:
+            change = speeds[:, 1] - speeds[:, 0]
+            self._val["speed"].append((out.speed_change - change).pow(2).sum())
+            self._val["zero"].append(change.pow(2).sum())
         self._val["n"].append(obs.shape[0])
 
     def on_validation_epoch_end(self) -> None:
@@ -81,12 +95,19 @@ class LAMStage(L.LightningModule):
             return
         n = sum(self._val["n"])
         stats = code_statistics(torch.cat(self._val["codes"]), self.lam.vq.size)
+        speed = {}
+        if self._val["speed"]:
+            speed = {
+                "val/speed_rmse": (torch.stack(self._val["speed"]).sum() / n).sqrt(),
+                "val/speed_zero_rmse": (torch.stack(self._val["zero"]).sum() / n).sqrt(),
+            }
         self.log_dict(
             {
                 "val/recon_mse": torch.stack(self._val["recon"]).sum() / n,
                 "val/copy_mse": torch.stack(self._val["copy"]).sum() / n,
                 "val/perplexity": stats["perplexity"],
                 "val/usage": stats["usage"],
+                **speed,
             },
             prog_bar=True,
         )

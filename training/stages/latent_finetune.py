@@ -27,7 +27,7 @@ from latent.latent_head import LatentActionHead, LatentHeadConfig, latent_action
 from training.optim import OptimConfig, lightning_optimizers
 from training.policy import BackboneSpec
 from training.stages.action_expert import ActionExpertStage
-from training.stages.latent_pretrain import lam_targets, pretraining_offsets
+from training.stages.latent_pretrain import lam_speeds, lam_targets, pretraining_offsets
 from training.teacher import save_teacher
 
 
@@ -120,7 +120,8 @@ class LatentFinetuneStage(ActionExpertStage):
         loss = self.decision_weight * dec["loss"] + self.trajectory_weight * traj["loss"]
         parts = {"decision_nll": dec["loss"], **{k: v for k, v in traj.items() if k != "loss"}}
         if self.latent_head is not None:
-            codes = lam_targets(self.lam, batch.frames.to(self.device), batch.future_mask.to(self.device))
+            frames, mask = batch.frames.to(self.device), batch.future_mask.to(self.device)
+            codes = lam_targets(self.lam, frames, mask, lam_speeds(self.lam, batch, self.device))
             latents = out.context.decision_latents
             if self.latent_weight == 0:
                 latents = latents.detach()  # the head follows the AE; the AE does not see this loss

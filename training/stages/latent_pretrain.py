@@ -54,13 +54,30 @@ def pretraining_offsets(lam: LatentActionModel) -> tuple[float, ...]:
     return offsets
 
 
-def lam_targets(lam: LatentActionModel, frames: torch.Tensor, future_mask: torch.Tensor) -> torch.Tensor:
-    """frames (B, 1 + K, C, H, W), future_mask (B, K) -> codes (B, K, M), IGNORE_INDEX where the
-    transition's end (or start) frame is missing."""
-    codes = lam.sequence_codes(frames)
+def lam_targets(
+    lam: LatentActionModel,
+    frames: torch.Tensor,
+    future_mask: torch.Tensor,
+    speeds: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """frames (B, 1 + K, C, H, W), future_mask (B, K) (+ speeds (B, 1 + K) for a LAM with odometry)
+    -> codes (B, K, M), IGNORE_INDEX where the transition's end (or start) frame is missing."""
+    codes = lam.sequence_codes(frames, speeds)
     start_ok = torch.cat((torch.ones_like(future_mask[:, :1]), future_mask[:, :-1]), dim=1)
     valid = (future_mask & start_ok)[:, :, None].expand_as(codes)
     return torch.where(valid, codes, torch.full_like(codes, IGNORE_INDEX))
+
+
+def lam_speeds(lam: LatentActionModel, batch, device: torch.device | str) -> torch.Tensor | None:
+    """The batch's speeds (B, 1 + K) when `lam` reads odometry (then they are required), else None."""
+    if not lam.config.odometry:
+        return None
+    if batch.speeds is None:
+        raise ValueError(
+            "lam.config.odometry: the LAM reads the ego speed, expected batches read with speeds=True, "
+            "got batches without speeds"
+        )
+    return batch.speeds.to(device)
 
 
 class LatentPretrainStage(PolicyStage):
@@ -114,7 +131,12 @@ class LatentPretrainStage(PolicyStage):
         batch = observations_only(batch, "LatentPretrainStage")
         if batch.sensors is None:
             raise ValueError("LatentPretrainStage: expected batches read with sensors=True, got sensors=None")
-        codes = lam_targets(self.lam, batch.frames.to(self.device), batch.future_mask.to(self.device))
+        codes = lam_targets(
+            self.lam,
+            batch.frames.to(self.device),
+            batch.future_mask.to(self.device),
+            lam_speeds(self.lam, batch, self.device),
+        )
         out = self.forward_ae(batch, with_plan=False, hidden=self.hidden)
         latents = out.context.decision_latents  # (B, K, D)
         parts = latent_action_nll(self.latent_head(latents), codes)
