@@ -186,6 +186,13 @@ def write_latent_report(study: Path, config: StudyConfig, summary: dict, runs: l
             f"reconstruction MSE {q['recon_mse']:.5f} vs copy-current-frame {q['copy_mse']:.5f} (ratio {q['recon_over_copy']:.3f}).",
             "",
         ]
+        if "speed_change" in q:  # a LAM with odometry (`LAMConfig.odometry`)
+            sc = q["speed_change"]
+            out[-1:] = [
+                f"The LAM reads the ego's speedometer: its FDM predicts the speed change over a transition with "
+                f"RMSE {sc['rmse']:.3f} m/s vs no change {sc['zero_rmse']:.3f} m/s.",
+                "",
+            ]
         if "probe" in q:
             out += [
                 "| linear probe (codes -> meta-action) | accuracy | balanced accuracy | majority class | n train / test |",

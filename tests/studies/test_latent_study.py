@@ -206,3 +206,25 @@ def test_a_latent_study_refuses_what_only_the_head_study_reads(override, message
     load_study_config("latent_smoke")  # the profile itself passes
     with pytest.raises(ValueError, match=message):
         load_study_config("latent_smoke", override)
+
+
+def test_a_latent_study_whose_lam_reads_the_speedometer(tmp_path):
+    """`lam: {odometry: true}`: the study's LAM, its quality, the pretraining and the fine-tuning all
+    read the ego speeds (each stage refuses batches without them), and the report says so."""
+    from latent.lam import load_lam
+    from studies.latent import lam_dir
+
+    config = load_study_config(
+        "latent_smoke", {"latent": {"lam": {"odometry": True}, "label_fractions": [1.0]}}
+    )
+    result = run_study(tmp_path, config, workers=1, progress=None)
+    assert result.summary["complete"]
+    assert load_lam(lam_dir(tmp_path)).config.odometry
+    change = result.summary["lam_quality"]["speed_change"]
+    assert change["rmse"] > 0 and change["zero_rmse"] > 0
+    assert (
+        f"RMSE {change['rmse']:.3f} m/s vs no change {change['zero_rmse']:.3f} m/s"
+        in result.report_path.read_text()
+    )
+    heads = {r["head"] for r in read_jsonl(tmp_path / "runs.jsonl")}
+    assert {"pretrained@100", "scratch@100", "student"} <= heads
