@@ -97,6 +97,10 @@ class LAMConfig:
             )
         if not isinstance(self.odometry, bool):
             raise ValueError(f"LAMConfig.odometry: expected true or false, got {self.odometry!r}")
+        if isinstance(self.odometry_weight, bool) or not isinstance(self.odometry_weight, (int, float)):
+            raise ValueError(
+                f"LAMConfig.odometry_weight: expected a number > 0, got {self.odometry_weight!r}"
+            )
         check_positive("LAMConfig.odometry_weight", self.odometry_weight)
         check_choice("LAMConfig.recon_loss", self.recon_loss, RECON_LOSSES)
         self.recon_scales = tuple(self.recon_scales)

@@ -104,6 +104,8 @@ def test_speeds_are_required_exactly_when_the_lam_reads_odometry():
         LAMConfig(odometry="yes")
     with pytest.raises(ValueError, match=r"LAMConfig\.odometry_weight"):
         LAMConfig(odometry=True, odometry_weight=0.0)
+    with pytest.raises(ValueError, match=r"LAMConfig\.odometry_weight: expected a number > 0, got 'ten'"):
+        LAMConfig(odometry=True, odometry_weight="ten")
 
 
 def test_transition_speeds_are_the_ego_states_speed_and_read_no_label(unlabeled_dataset):
