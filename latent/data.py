@@ -251,12 +251,13 @@ class TransitionDataset(Dataset):
         mask = torch.tensor([f >= 0 for f in future])
         frames[1:][~mask] = 0.0
         item = {"frames": frames, "future_mask": mask}
-        if self.future_speed:
+        if self.future_speed or self.speeds:
             speed = a["ego_state"][:, _SPEED]
-            item["future_speed"] = torch.tensor([float(speed[f]) if f >= 0 else 0.0 for f in future])
-        if self.speeds:
-            speed = a["ego_state"][:, _SPEED]
-            item["speeds"] = torch.tensor([float(speed[f]) if f >= 0 else 0.0 for f in (row, *future)])
+            speeds = torch.tensor([float(speed[f]) if f >= 0 else 0.0 for f in (row, *future)])
+            if self.speeds:
+                item["speeds"] = speeds
+            if self.future_speed:
+                item["future_speed"] = speeds[1:]
         if self.with_sensors or self.labels:
             item["sample"] = sample_at(a, row, labels=self.labels)
             # the shard's sha256 names the sample's content (the UE store's key, `training.ue_store`)

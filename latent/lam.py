@@ -271,6 +271,18 @@ class LatentActionModel(nn.Module):
         return self.codes(obs, future, pairs).view(b, n - 1, -1)
 
 
+def batch_speeds(lam: LatentActionModel, batch, who: str) -> torch.Tensor | None:
+    """A TransitionBatch's speeds (B, 1 + K) when `lam` reads odometry (then they are required), else
+    None: what every stage that feeds a LAM passes as its `speeds`."""
+    if not lam.config.odometry:
+        return None
+    if batch.speeds is None:
+        raise ValueError(
+            f"{who}: expected batches read with speeds=True for a LAM with odometry, got batches without speeds"
+        )
+    return batch.speeds
+
+
 def rigid_warp(x: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
     """Move images x (B, C, H, W) rigidly: motion (B, 3) = (tx, ty, angle), translations in units of
     half the image side (grid_sample's normalised coordinates), angle in radians; zeros flow in."""

@@ -22,7 +22,7 @@ import torch
 
 from latent.config import LAMConfig
 from latent.data import observations_only
-from latent.lam import LatentActionModel, save_lam
+from latent.lam import LatentActionModel, batch_speeds, save_lam
 from latent.vq import code_statistics
 from training.optim import OptimConfig, lightning_optimizers
 
@@ -48,12 +48,7 @@ class LAMStage(L.LightningModule):
             raise ValueError(
                 f"{who}: expected frames (B, 2, C, H, W) (one future offset), got {tuple(batch.frames.shape)}"
             )
-        if self.lam.config.odometry and batch.speeds is None:
-            raise ValueError(
-                f"{who}: expected batches read with speeds=True for a LAM with odometry, got batches without speeds"
-            )
-        speeds = batch.speeds if self.lam.config.odometry else None
-        return batch.frames[:, 0], batch.frames[:, 1], speeds
+        return batch.frames[:, 0], batch.frames[:, 1], batch_speeds(self.lam, batch, who)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         obs, future, speeds = self._pair(batch, "LAMStage")

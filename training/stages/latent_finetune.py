@@ -22,12 +22,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from latent.lam import LatentActionModel, load_lam
+from latent.lam import LatentActionModel, batch_speeds, load_lam
 from latent.latent_head import LatentActionHead, LatentHeadConfig, latent_action_nll, load_latent_head
 from training.optim import OptimConfig, lightning_optimizers
 from training.policy import BackboneSpec
 from training.stages.action_expert import ActionExpertStage
-from training.stages.latent_pretrain import lam_speeds, lam_targets, pretraining_offsets
+from training.stages.latent_pretrain import lam_targets, pretraining_offsets
 from training.teacher import save_teacher
 
 
@@ -121,7 +121,8 @@ class LatentFinetuneStage(ActionExpertStage):
         parts = {"decision_nll": dec["loss"], **{k: v for k, v in traj.items() if k != "loss"}}
         if self.latent_head is not None:
             frames, mask = batch.frames.to(self.device), batch.future_mask.to(self.device)
-            codes = lam_targets(self.lam, frames, mask, lam_speeds(self.lam, batch, self.device))
+            speeds = batch_speeds(self.lam, batch, "LatentFinetuneStage")
+            codes = lam_targets(self.lam, frames, mask, None if speeds is None else speeds.to(self.device))
             latents = out.context.decision_latents
             if self.latent_weight == 0:
                 latents = latents.detach()  # the head follows the AE; the AE does not see this loss

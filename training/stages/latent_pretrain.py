@@ -31,7 +31,7 @@ from torch import nn
 
 from automot import spec
 from latent.data import observations_only
-from latent.lam import LatentActionModel, load_lam
+from latent.lam import LatentActionModel, batch_speeds, load_lam
 from latent.latent_head import IGNORE_INDEX, LatentActionHead, LatentHeadConfig, latent_action_nll
 from training.optim import OptimConfig, build_optimizer, build_scheduler
 from training.policy import BackboneSpec
@@ -66,18 +66,6 @@ def lam_targets(
     start_ok = torch.cat((torch.ones_like(future_mask[:, :1]), future_mask[:, :-1]), dim=1)
     valid = (future_mask & start_ok)[:, :, None].expand_as(codes)
     return torch.where(valid, codes, torch.full_like(codes, IGNORE_INDEX))
-
-
-def lam_speeds(lam: LatentActionModel, batch, device: torch.device | str) -> torch.Tensor | None:
-    """The batch's speeds (B, 1 + K) when `lam` reads odometry (then they are required), else None."""
-    if not lam.config.odometry:
-        return None
-    if batch.speeds is None:
-        raise ValueError(
-            "lam.config.odometry: the LAM reads the ego speed, expected batches read with speeds=True, "
-            "got batches without speeds"
-        )
-    return batch.speeds.to(device)
 
 
 class LatentPretrainStage(PolicyStage):
@@ -131,11 +119,12 @@ class LatentPretrainStage(PolicyStage):
         batch = observations_only(batch, "LatentPretrainStage")
         if batch.sensors is None:
             raise ValueError("LatentPretrainStage: expected batches read with sensors=True, got sensors=None")
+        speeds = batch_speeds(self.lam, batch, "LatentPretrainStage")
         codes = lam_targets(
             self.lam,
             batch.frames.to(self.device),
             batch.future_mask.to(self.device),
-            lam_speeds(self.lam, batch, self.device),
+            None if speeds is None else speeds.to(self.device),
         )
         out = self.forward_ae(batch, with_plan=False, hidden=self.hidden)
         latents = out.context.decision_latents  # (B, K, D)
