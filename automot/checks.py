@@ -6,6 +6,7 @@ reshaped, clipped or dropped silently.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -89,9 +90,12 @@ def check_name_list(
 
 
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
-    ok = value >= 0 if allow_zero else value > 0
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
+    """A number > 0 (>= 0 with `allow_zero`); a string, a bool or None is refused with the field named,
+    not compared (which would raise Python's TypeError, or pass True as 1)."""
+    bound = ">= 0" if allow_zero else "> 0"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name}: expected a number {bound}, got {value!r}")
+    if not (value >= 0 if allow_zero else value > 0):
         raise ValueError(f"{name}: expected a value {bound}, got {value!r}")
 
 

@@ -271,6 +271,9 @@ class LatentSpec:
     pretrain_speed_weight: the pretraining also predicts the ego speed at each decision horizon from
                         the future observations' ego state (odometry, not a label) with this weight
                         (`training.stages.latent_pretrain`; 0: the LAM's codes only).
+    pretrain_plan_weight: the AE's waypoint queries (what the planning head reads) also predict the LAM's
+                        codes of the transition their time falls in, with this weight
+                        (`training.stages.latent_pretrain`; 0: the decision queries only).
     pretrain_hidden:    action-token groups the pretraining keeps out of attention, e.g. ["ego"]: the
                         pretrained layers never read the ego token (`training.stages.latent_pretrain`;
                         empty: every token, the default).
@@ -290,6 +293,7 @@ class LatentSpec:
     pretrain: TrainSpec = field(default_factory=lambda: TrainSpec(steps=800, batch_size=32, lr=2e-3))
     finetune: TrainSpec = field(default_factory=lambda: TrainSpec(steps=800, batch_size=32, lr=2e-3))
     pretrain_speed_weight: float = 0.0
+    pretrain_plan_weight: float = 0.0
     pretrain_hidden: list[str] = field(default_factory=list)
     finetune_latent_weight: float = 0.0
     finetune_pretrained_lr_scale: float = 1.0
@@ -323,6 +327,7 @@ class LatentSpec:
             )
         check_positive("LatentSpec.unlabeled_episodes", self.unlabeled_episodes)
         check_positive("LatentSpec.pretrain_speed_weight", self.pretrain_speed_weight, allow_zero=True)
+        check_positive("LatentSpec.pretrain_plan_weight", self.pretrain_plan_weight, allow_zero=True)
         from mot.action_expert import HIDEABLE_TOKENS
 
         self.pretrain_hidden = check_name_list(

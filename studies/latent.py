@@ -288,6 +288,7 @@ def _pretrain(study: Path, config: StudyConfig, seed: int) -> None:
         optim=_optim(train),
         export_dir=str(pretrained_dir(study, seed)),
         speed_weight=config.latent.pretrain_speed_weight,
+        plan_weight=config.latent.pretrain_plan_weight,
         ue_store=str(ue_store_dir(study)),
         hidden=tuple(config.latent.pretrain_hidden),
     )

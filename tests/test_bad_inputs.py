@@ -250,6 +250,9 @@ ROWS = [
     api("register_a_non_head", lambda e: _register_object(), "register_head('not_a_head')"),
     api("with_head_unknown", lambda e: __import__("training.policy").policy.with_head(e.backbone.ae, "nope"), "unknown planning head 'nope'"),
     api("context_dims", lambda e: ContextDims(latent_dim=0), "ContextDims.latent_dim"),
+    api("vq_beta_string", lambda e: _latent_config("VQConfig", beta="0.25"), "VQConfig.beta: expected a number >= 0"),
+    api("lam_horizon_string", lambda e: _latent_config("LAMConfig", horizon_s="1"), "LAMConfig.horizon_s: expected a number > 0"),
+    api("pretrain_plan_weight_string", lambda e: _latent_spec(pretrain_plan_weight="1"), "LatentSpec.pretrain_plan_weight: expected a number >= 0"),
     api("optim_lr", lambda e: __import__("training.optim").optim.OptimConfig(lr=-1.0), "OptimConfig.lr"),
     # -- policy folders ------------------------------------------------------------------------------
     api("policy_missing", lambda e: _load(e, "nothing_here"), "policy: expected a policy folder"),
@@ -382,6 +385,18 @@ def _stage(e: Env, cls: str, **kwargs):
     import training.stages
 
     getattr(training.stages, cls)(**kwargs)
+
+
+def _latent_config(cls: str, **kwargs):
+    import latent.config
+
+    getattr(latent.config, cls)(**kwargs)
+
+
+def _latent_spec(**kwargs):
+    from studies.config import LatentSpec
+
+    LatentSpec(**kwargs)
 
 
 def _peek(e: Env, name: str):

@@ -101,6 +101,8 @@ def _stage(kind: str, lam_folder: str, pretrained: str):
         return LAMStage(lam=LAMConfig(**TINY_LAM), image_size=(32, 32), optim=opt), {"offsets": 1}
     if kind == "pretrain":
         return LatentPretrainStage(lam=lam_folder, optim=opt), {}
+    if kind == "pretrain_plan":
+        return LatentPretrainStage(lam=lam_folder, optim=opt, plan_weight=1.0), {}
     if kind == "finetune":
         return LatentFinetuneStage(backbone=BackboneSpec(init_from=pretrained), lam=lam_folder, optim=opt), {
             "labels": True
@@ -118,7 +120,7 @@ def _trained(stage):
     )
 
 
-@pytest.mark.parametrize("kind", ["lam", "pretrain", "finetune", "distill"])
+@pytest.mark.parametrize("kind", ["lam", "pretrain", "pretrain_plan", "finetune", "distill"])
 def test_resume_from_a_mid_run_checkpoint_gives_the_same_weights(kind, lam_folder, pretrained, tmp_path):
     from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -335,3 +337,77 @@ def test_hiding_the_ego_token_keeps_it_out_of_pretraining(lam_folder):
         LatentPretrainStage(lam=lam_folder, hidden=("egos",))
     with pytest.raises(ValueError, match=r"LatentPretrainStage\.hidden: expected a list"):
         LatentPretrainStage(lam=lam_folder, hidden="ego")
+
+
+def test_plan_weight_trains_the_waypoint_queries_on_the_codes_of_their_transition(lam_folder):
+    """With plan_weight the waypoint queries predict the LAM code of the transition their time falls
+    in: the term is the cross-entropy of a head of their own, computed here by hand; the decision
+    term and every shared weight are those of a stage without it; and the planning queries, which
+    the decision readout never reaches, get a gradient only with it."""
+    import math
+
+    import torch.nn.functional as F
+
+    from automot import spec
+    from latent.latent_head import IGNORE_INDEX
+    from training.stages.latent_pretrain import lam_targets, waypoint_transitions
+
+    assert waypoint_transitions(1.0) == (0, 0, 1, 1, 2, 2)  # 0.5, 1.0 | 1.5, 2.0 | 2.5, 3.0 s
+    batch = collate_transitions([FakeTransitionDataset(3)[i] for i in range(3)])
+    batch.future_mask[1, 2] = False  # the third transition of sample 1 has no target
+    torch.manual_seed(0)
+    plain = LatentPretrainStage(lam=lam_folder)
+    torch.manual_seed(0)
+    stage = LatentPretrainStage(lam=lam_folder, plan_weight=0.5)
+    shared = stage.state_dict()
+    assert all(torch.equal(v, shared[k]) for k, v in plain.state_dict().items())
+    assert not any(k.startswith("plan_latent_head.") for k in plain.state_dict())
+    stage.eval()
+    plain.eval()
+    with torch.no_grad():
+        parts = stage.losses(batch)
+        base = plain.losses(batch)
+        codes = lam_targets(stage.lam, batch.frames, batch.future_mask)
+        waypoints = stage.forward_ae(batch, with_plan=False).context.plan_latents[:, : spec.NUM_WAYPOINTS]
+        logits = stage.plan_latent_head(waypoints)  # (B, 6, M, V)
+    nll, n = 0.0, 0
+    for i, t in enumerate(spec.waypoint_times_s()):
+        k = math.ceil(t) - 1  # H = 1 s
+        target = codes[:, k]  # (B, M)
+        keep = target != IGNORE_INDEX
+        nll += F.cross_entropy(logits[:, i][keep], target[keep], reduction="sum")
+        n += int(keep.sum())
+    assert n == 3 * 6 * codes.shape[-1] - 2 * codes.shape[-1]  # two waypoints fall in the missing one
+    torch.testing.assert_close(parts["plan_nll"], nll / n)
+    torch.testing.assert_close(parts["decision_nll"], base["loss"])
+    torch.testing.assert_close(parts["loss"], base["loss"] + 0.5 * nll / n)
+
+    stage.train()
+    plain.train()
+    stage.losses(batch)["loss"].backward()
+    plain.losses(batch)["loss"].backward()
+    assert stage.ae.plan_queries.grad.abs().sum() > 0
+    assert plain.ae.plan_queries.grad is None or not plain.ae.plan_queries.grad.any()
+    for bad in (-1.0, "1", True):
+        with pytest.raises(ValueError, match=r"LatentPretrainStage\.plan_weight: expected a number >= 0"):
+            LatentPretrainStage(lam=lam_folder, plan_weight=bad)
+
+
+def test_plan_weight_pretraining_exports_a_teacher_without_its_plan_head(lam_folder, tmp_path):
+    """The plan readout's head trains with the AE (its weights move); the exported teacher holds the
+    AE and the decision-query latent head only, and loads into a fine-tuning stage as any other."""
+    from latent.latent_head import load_latent_head
+
+    L.seed_everything(0)
+    out = tmp_path / "teacher"
+    stage = LatentPretrainStage(
+        lam=lam_folder, plan_weight=1.0, optim=OptimConfig(warmup_steps=1), export_dir=str(out)
+    )
+    before = _weights(stage.plan_latent_head)
+    _trainer(3).fit(stage, datamodule=FakeTransitionDataModule())
+    after = _weights(stage.plan_latent_head)
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert not any("plan" in p.name for p in out.iterdir())
+    exported = load_latent_head(out).state_dict()
+    assert all(torch.equal(v, stage.latent_head.state_dict()[k]) for k, v in exported.items())
+    LatentFinetuneStage(backbone=BackboneSpec(init_from=str(out)), lam=lam_folder)

@@ -11,6 +11,14 @@ the ego speed at its horizon, read from the future observations' ego state (odom
 episodes, not an expert label): a target the AE cannot predict without reading the ego token, which
 the LAM's codes alone let the shared layers ignore (docs/latent.md). The speed head is not exported.
 
+`plan_weight` (off by default; a library choice): the AE's waypoint queries, which the planning head
+reads and which the decision-query readout above leaves untrained (they come after the decision
+queries in the hybrid mask, so no loss reaches them), also predict the LAM's codes, each those of the
+transition its time falls in (waypoints at 0.5 / 1.0 s -> the first transition, 1.5 / 2.0 s -> the
+second, 2.5 / 3.0 s -> the third), through a latent-action head of their own that is not exported:
+
+    + plan_weight * mean over (waypoint, token) of CE(plan_latent_head(waypoint_latent_i), LAM code_k(i))
+
 `hidden` (off by default; also a library choice) keeps action-token groups out of the pretraining's
 attention, e.g. ("ego",): no pretrained layer reads the ego token, whose encoder stays at its
 initialisation, and the fine-tuning meets the token fresh instead of as one the layers learned to
@@ -24,6 +32,7 @@ the pretrained AE (its planning head untrained) plus the latent-action head.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -54,6 +63,13 @@ def pretraining_offsets(lam: LatentActionModel) -> tuple[float, ...]:
     return offsets
 
 
+def waypoint_transitions(horizon_s: float) -> tuple[int, ...]:
+    """The transition whose codes each waypoint query predicts under `plan_weight`: waypoint i (at
+    t_i = 0.5 (i + 1) s) -> k = ceil(t_i / H) - 1, the transition (k H, (k + 1) H] holding t_i."""
+    k = len(spec.DECISION_HORIZONS_S)
+    return tuple(min(k - 1, max(0, math.ceil(t / horizon_s - 1e-9) - 1)) for t in spec.waypoint_times_s())
+
+
 def lam_targets(
     lam: LatentActionModel,
     frames: torch.Tensor,
@@ -78,11 +94,11 @@ class LatentPretrainStage(PolicyStage):
         speed_weight: float = 0.0,
         ue_store: str | None = None,
         hidden: tuple[str, ...] = (),
+        plan_weight: float = 0.0,
     ) -> None:
-        if isinstance(speed_weight, bool) or not isinstance(speed_weight, (int, float)) or speed_weight < 0:
-            raise ValueError(
-                f"LatentPretrainStage.speed_weight: expected a number >= 0, got {speed_weight!r}"
-            )
+        for name, value in (("speed_weight", speed_weight), ("plan_weight", plan_weight)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"LatentPretrainStage.{name}: expected a number >= 0, got {value!r}")
         bb = (backbone if backbone is not None else BackboneSpec()).build()
         super().__init__(bb, optim=optim, export_dir=export_dir, ue_store=ue_store)
         model = load_lam(lam)
@@ -101,6 +117,10 @@ class LatentPretrainStage(PolicyStage):
             self.ae.token_columns(name)  # an unknown name is refused here, before any training
         self.speed_weight = float(speed_weight)
         self.speed_head = nn.Linear(self.ae.config.ae.hidden_size, 1) if self.speed_weight > 0 else None
+        # Built last, so a stage without it draws every other weight as before.
+        self.plan_weight = float(plan_weight)
+        self.plan_latent_head = LatentActionHead(self.latent_head.config) if self.plan_weight > 0 else None
+        self.waypoint_transitions = waypoint_transitions(model.config.horizon_s)
         self.ae.requires_grad_(True)
         self.setup_ema()
         self._val: dict[str, list] = {}
@@ -131,6 +151,14 @@ class LatentPretrainStage(PolicyStage):
         parts = latent_action_nll(self.latent_head(latents), codes)
         acc = parts.pop("accuracy_per_horizon")
         parts = {**parts, **{f"accuracy_{h:g}s": a for h, a in zip(spec.DECISION_HORIZONS_S, acc)}}
+        if self.plan_latent_head is not None:
+            waypoints = out.context.plan_latents[:, : spec.NUM_WAYPOINTS]  # (B, Nw, D), waypoints first
+            plan = latent_action_nll(
+                self.plan_latent_head(waypoints), codes[:, list(self.waypoint_transitions)]
+            )
+            parts["decision_nll"] = parts["loss"]
+            parts["plan_nll"], parts["plan_accuracy"] = plan["loss"], plan["accuracy"]
+            parts["loss"] = parts["loss"] + self.plan_weight * plan["loss"]
         if self.speed_head is not None:
             if batch.future_speed is None:
                 raise ValueError(
@@ -141,7 +169,7 @@ class LatentPretrainStage(PolicyStage):
             mask = batch.future_mask.to(self.device).to(speed.dtype)
             err = (self.speed_head(latents).squeeze(-1) - speed).abs() / SPEED_SCALE
             parts["speed_l1"] = (err * mask).sum() / mask.sum().clamp_min(1.0)
-            parts["latent_nll"] = parts["loss"]
+            parts["latent_nll"] = parts.get("decision_nll", parts["loss"])
             parts["loss"] = parts["loss"] + self.speed_weight * parts["speed_l1"]
         return parts
 
@@ -178,6 +206,8 @@ class LatentPretrainStage(PolicyStage):
         modules = {"ae": self.ae, "latent_head": self.latent_head}
         if self.speed_head is not None:
             modules["speed_head"] = self.speed_head
+        if self.plan_latent_head is not None:
+            modules["plan_latent_head"] = self.plan_latent_head
         optimizer = build_optimizer(nn.ModuleDict(modules), self.optim)
         total = int(self.trainer.estimated_stepping_batches) if self.trainer is not None else 1
         scheduler = build_scheduler(optimizer, self.optim, max(1, total))
